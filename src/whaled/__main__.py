@@ -1,0 +1,3 @@
+from whaled.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,13 @@
+"""Registers the command-line commands that live beside the code they drive."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_area_parsers"]
+
+
+def add_area_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add each area's subcommands to ``commands`` (the ``whaled`` subparsers)."""
+    del commands, common

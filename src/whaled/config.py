@@ -1,0 +1,583 @@
+"""whaled's configuration: one pydantic-settings model read from a TOML file and ``WHALED_*`` variables.
+
+Precedence, highest first: environment variables (``WHALED_OPINION__API_KEY``; nested keys joined with
+``__``), secret files in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential``), the TOML file, defaults.
+Every plain-number field carries its unit in its name (``timeout_s``, ``retention_days``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from whaled.errors import ConfigError
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "EXIT_CONFIG",
+    "AlertsSettings",
+    "DiscoverySettings",
+    "FirstEntryRule",
+    "GovernorSettings",
+    "JobSettings",
+    "JobsSettings",
+    "LogSettings",
+    "MarketResolvedRule",
+    "NewMarketRule",
+    "OpinionSettings",
+    "PriceMoveRule",
+    "QuietHours",
+    "Settings",
+    "SmtpSettings",
+    "StoreSettings",
+    "WalletEntry",
+    "WebSettings",
+    "WhaleSettings",
+    "WhaleTradeRule",
+    "is_loopback_host",
+    "load_settings",
+]
+
+CONFIG_ENV_VAR = "WHALED_CONFIG"
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; the systemd unit does not restart on it.
+
+# Secrets that may be given as files named after them in $CREDENTIALS_DIRECTORY.
+_CREDENTIAL_FILES = {
+    "opinion_api_key": ("opinion", "api_key"),
+    "smtp_password": ("smtp", "password"),
+    "web_access_token": ("web", "access_token"),
+    "webhook_secret": ("alerts", "webhook_secret"),
+}
+_SECRET_KEYS = {"api_key", "password", "access_token", "webhook_secret"}
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _lower_address(value: str) -> str:
+    value = value.strip()
+    if len(value) != 42 or not value.startswith("0x") or not _is_hex(value[2:]):
+        raise ValueError("must be a 0x-prefixed 40-digit hex wallet address")
+    return value.lower()
+
+
+def _is_hex(text: str) -> bool:
+    return all(char in "0123456789abcdefABCDEF" for char in text)
+
+
+WalletAddress = Annotated[str, AfterValidator(_lower_address)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OpinionSettings(_Section):
+    base_url: str = "https://openapi.opinion.trade/openapi"
+    leaderboard_url: str = "https://proxy.opinion.trade:8443/api/bsc/api"
+    api_key: SecretStr | None = None
+    chain_id: str = "56"
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    read_timeout_s: float = Field(15.0, gt=0, le=600)
+    total_timeout_s: float = Field(30.0, gt=0, le=900)
+    page_limit: int = Field(20, ge=1, le=20)
+    max_pages: int = Field(50, ge=1, le=10_000)
+
+    @field_validator("base_url", "leaderboard_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _timeouts_fit(self) -> OpinionSettings:
+        if self.total_timeout_s < max(self.connect_timeout_s, self.read_timeout_s):
+            raise ValueError(
+                "total_timeout_s must be at least connect_timeout_s and read_timeout_s "
+                f"(got total {self.total_timeout_s}, connect {self.connect_timeout_s}, "
+                f"read {self.read_timeout_s})"
+            )
+        return self
+
+
+class GovernorSettings(_Section):
+    """The API governor: pacing, retries and the failure pause for every request to Opinion.
+
+    Opinion answers HTTP 429 above 15 requests/s per API key. A token bucket sends at most
+    ``burst + rate_per_s * T`` requests in any span of ``T`` seconds, so the defaults (12/s, burst 3)
+    keep every one-second span at or under 15 requests.
+
+    - ``rate_per_s`` (requests/s, default 12): tokens added to the bucket per second.
+    - ``burst`` (requests, default 3): bucket size, the most requests sent at once after an idle spell.
+    - ``max_in_flight`` (requests, default 8): the most requests awaiting a response at once.
+    - ``deadline_s`` (s, default 120): how long a request may wait in the queue, counted from the call;
+      a request still waiting then fails with ``GovernorDeadlineError`` and is never sent.
+    - ``max_tries`` (attempts, default 5): attempts per request, the first one included.
+    - ``max_retry_time_s`` (s, default 60): no retry starts later than this after the first attempt.
+    - ``retry_base_s`` (s, default 0.5) and ``retry_max_delay_s`` (s, default 30): retry ``n`` waits a
+      random time in ``[0, min(retry_base_s * 2**(n-1), retry_max_delay_s)]`` (full jitter).
+    - ``retry_after_max_s`` (s, default 300): the longest pause a ``Retry-After`` header may impose.
+    - ``failure_threshold`` (failures, default 10): consecutive transient failures that pause the governor.
+    - ``pause_s`` (s, default 30): the length of that pause; then one probe request decides whether to resume.
+    """
+
+    rate_per_s: float = Field(12.0, gt=0, le=15)
+    burst: int = Field(3, ge=1, le=100)
+    max_in_flight: int = Field(8, ge=1, le=100)
+    deadline_s: float = Field(120.0, gt=0)
+    max_tries: int = Field(5, ge=1, le=20)
+    max_retry_time_s: float = Field(60.0, gt=0)
+    retry_base_s: float = Field(0.5, gt=0, le=60)
+    retry_max_delay_s: float = Field(30.0, gt=0, le=600)
+    retry_after_max_s: float = Field(300.0, gt=0, le=3600)
+    failure_threshold: int = Field(10, ge=1)
+    pause_s: float = Field(30.0, gt=0)
+
+
+class WalletEntry(_Section):
+    address: WalletAddress
+    label: str = ""
+
+
+class DiscoverySettings(_Section):
+    enabled: bool = False
+    top_n: int = Field(25, ge=1, le=100)
+    data_types: tuple[Literal["volume", "profit"], ...] = ("volume", "profit")
+    periods_days: tuple[Literal[1, 7, 30], ...] = (1, 7, 30)
+    refresh_h: float = Field(24.0, ge=1)
+    max_wallets: int = Field(100, ge=1, le=1000)
+
+
+class WhaleSettings(_Section):
+    whale_trade_usd: Decimal = Field(Decimal("5000"), gt=0)
+    whale_volume_24h_usd: Decimal = Field(Decimal("25000"), gt=0)
+    whale_volume_30d_usd: Decimal = Field(Decimal("250000"), gt=0)
+    market_price_change: Decimal = Field(Decimal("0.02"), ge=0, le=1)
+    market_volume_change_pct: Decimal = Field(Decimal("5"), ge=0)
+    price_lookups_max: int = Field(300, ge=0)
+    resolved_lookback_pages: int = Field(3, ge=0, le=100)
+
+
+class JobSettings(_Section):
+    """One job's schedule. Interval jobs use ``interval_s``; the daily job uses ``hour``/``minute`` (UTC)."""
+
+    enabled: bool = True
+    interval_s: float | None = Field(None, gt=0)
+    hour: int | None = Field(None, ge=0, le=23)
+    minute: int | None = Field(None, ge=0, le=59)
+    timeout_s: float = Field(..., gt=0)
+    misfire_grace_s: float = Field(..., gt=0)
+
+
+_JOB_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sync_markets": {"interval_s": 300, "timeout_s": 240, "misfire_grace_s": 120},
+    "sync_whale_trades": {"interval_s": 60, "timeout_s": 50, "misfire_grace_s": 30},
+    "compute_whale_stats": {"interval_s": 3600, "timeout_s": 1800, "misfire_grace_s": 600},
+    "cleanup_old_activity": {"hour": 3, "minute": 0, "timeout_s": 1800, "misfire_grace_s": 3600},
+}
+
+
+class JobsSettings(_Section):
+    sync_markets: JobSettings = JobSettings(**_JOB_DEFAULTS["sync_markets"])
+    sync_whale_trades: JobSettings = JobSettings(**_JOB_DEFAULTS["sync_whale_trades"])
+    compute_whale_stats: JobSettings = JobSettings(**_JOB_DEFAULTS["compute_whale_stats"])
+    cleanup_old_activity: JobSettings = JobSettings(**_JOB_DEFAULTS["cleanup_old_activity"])
+    run_at_startup: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: Any) -> Any:
+        # A table that sets only ``interval_s`` keeps the other keys of that job's defaults.
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, defaults in _JOB_DEFAULTS.items():
+            given = data.get(name)
+            if isinstance(given, dict):
+                merged[name] = {**defaults, **given}
+        return merged
+
+    @model_validator(mode="after")
+    def _timeouts_shorter_than_intervals(self) -> JobsSettings:
+        for name in ("sync_markets", "sync_whale_trades", "compute_whale_stats"):
+            job: JobSettings = getattr(self, name)
+            if job.interval_s is None:
+                raise ValueError(f"{name}.interval_s is required (seconds between runs)")
+            if job.timeout_s >= job.interval_s:
+                raise ValueError(
+                    f"{name}.timeout_s ({job.timeout_s}) must be shorter than {name}.interval_s "
+                    f"({job.interval_s}) so that a hung run cannot block the next one"
+                )
+        cleanup = self.cleanup_old_activity
+        if cleanup.hour is None or cleanup.minute is None:
+            raise ValueError("cleanup_old_activity.hour and .minute are required (UTC time of day)")
+        if cleanup.timeout_s >= 86_400:
+            raise ValueError("cleanup_old_activity.timeout_s must be shorter than a day (86400 s)")
+        return self
+
+
+class StoreSettings(_Section):
+    path: Path = Path("/var/lib/whaled/whaled.db")
+    busy_timeout_ms: int = Field(5000, ge=0, le=600_000)
+    retention_days: int = Field(90, ge=1, le=3650)
+    readers: int = Field(4, ge=1, le=32)
+
+
+class WebSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8420, ge=0, le=65535)
+    access_token: SecretStr | None = None
+    cors_origins: tuple[str, ...] = ()
+    # The websocket feed (/ws); docs/feed.md describes each limit and the close code it leads to.
+    heartbeat_s: float = Field(30.0, gt=0, le=3600)
+    send_queue_max: int = Field(1000, ge=10, le=1_000_000)
+    send_timeout_s: float = Field(10.0, gt=0, le=600)
+    max_lag_events: int = Field(100_000, ge=1)
+    max_message_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
+    max_client_errors: int = Field(20, ge=1, le=100_000)
+    max_clients: int = Field(10_000, ge=1)
+    close_timeout_s: float = Field(2.0, gt=0, le=60)
+    shutdown_timeout_s: float = Field(5.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSettings:
+        if self.enabled and not is_loopback_host(self.host) and self.access_token is None:
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address, so web.access_token is required; "
+                "set it (WHALED_WEB__ACCESS_TOKEN or the web_access_token credential) or bind to 127.0.0.1"
+            )
+        return self
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "whaled <whaled@localhost>"
+    tls: Literal["auto", "implicit", "starttls", "none"] = "auto"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    command_timeout_s: float = Field(30.0, gt=0)
+    validate_certs: bool = True
+    # The name sent with EHLO; None means the domain of ``sender``, so that no DNS lookup is needed.
+    helo_name: str | None = None
+
+    @property
+    def tls_mode(self) -> Literal["implicit", "starttls", "opportunistic", "none"]:
+        """The TLS mode in force: ``auto`` follows the port (465 implicit, 587 STARTTLS).
+
+        On any other port ``auto`` is ``opportunistic``: STARTTLS when the server offers it, plain otherwise.
+        """
+        if self.tls != "auto":
+            return self.tls
+        return {465: "implicit", 587: "starttls"}.get(self.port, "opportunistic")  # type: ignore[return-value]
+
+    @model_validator(mode="after")
+    def _tls_matches_port(self) -> SmtpSettings:
+        expected = {465: "implicit", 587: "starttls"}.get(self.port)
+        if expected is not None and self.tls not in ("auto", expected):
+            raise ValueError(
+                f"tls = {self.tls!r} contradicts port {self.port}, which uses {expected}; "
+                f"set tls to 'auto' or {expected!r}, or change the port"
+            )
+        clear = self.tls_mode in ("none", "opportunistic")
+        if self.password is not None and clear and not is_loopback_host(self.host):
+            raise ValueError(
+                f"the SMTP password would cross the network to {self.host!r} without TLS (tls mode "
+                f"{self.tls_mode!r}); set tls to 'starttls' or 'implicit'"
+            )
+        return self
+
+
+_RULE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+class WhaleTradeRule(_Section):
+    """Alert on a whale trade at or above an amount, optionally only on some markets or wallet labels."""
+
+    name: str = "whale_trade"
+    # None means ``whales.whale_trade_usd``.
+    min_notional_usd: Decimal | None = Field(None, gt=0)
+    # Empty means every market (child or root market id) and every wallet label.
+    market_ids: tuple[int, ...] = ()
+    wallet_labels: tuple[str, ...] = ()
+    cooldown_s: float = Field(3600.0, ge=0)
+    # Inside the cooldown, a trade at least this many times the largest one alerted escalates.
+    escalation_factor: Decimal = Field(Decimal("2"), ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _rule_name(cls, value: str) -> str:
+        if not value or not set(value) <= _RULE_NAME_CHARS:
+            raise ValueError("must be lower-case letters, digits and underscores, such as 'big_trades'")
+        return value
+
+
+class FirstEntryRule(_Section):
+    """Alert when a tracked wallet buys into a market it has never traded before."""
+
+    enabled: bool = True
+    cooldown_s: float = Field(3600.0, ge=0)
+
+
+class PriceMoveRule(_Section):
+    """Alert when the yes price of a market that a tracked wallet holds moves within a window.
+
+    ``unit = "points"`` measures the move in percentage points of probability (0.40 to 0.50 is 10);
+    ``"relative"`` measures it against the price at the start of the window (0.40 to 0.50 is 25).
+    """
+
+    enabled: bool = True
+    min_change_pct: Decimal = Field(Decimal("10"), gt=0)
+    unit: Literal["points", "relative"] = "points"
+    window_s: float = Field(3600.0, gt=0)
+    cooldown_s: float = Field(3600.0, ge=0)
+
+
+class NewMarketRule(_Section):
+    """Alert on every market seen for the first time. Off by default: the first sync finds hundreds."""
+
+    enabled: bool = False
+    cooldown_s: float = Field(0.0, ge=0)
+
+
+class MarketResolvedRule(_Section):
+    """Alert when a market resolves while tracked wallets hold positions in it."""
+
+    enabled: bool = True
+    cooldown_s: float = Field(0.0, ge=0)
+
+
+class QuietHours(_Section):
+    """A daily span without emails (``"HH:MM"``, local to ``timezone``); held alerts go out after it."""
+
+    start: str
+    end: str
+    timezone: str = "UTC"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        hours, _, minutes = value.partition(":")
+        if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError("must be a time of day as HH:MM, such as '22:30'")
+        return f"{int(hours):02d}:{int(minutes):02d}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name, such as 'UTC' or 'Europe/Berlin'") from None
+        return value
+
+
+class AlertsSettings(_Section):
+    enabled: bool = True
+    recipients: tuple[str, ...] = ()
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: SecretStr | None = None
+
+    # Rules. Trades older than max_trade_age_s when evaluated (a backfill) raise no alert.
+    whale_trades: tuple[WhaleTradeRule, ...] = (WhaleTradeRule(),)
+    first_entry: FirstEntryRule = FirstEntryRule()
+    price_move: PriceMoveRule = PriceMoveRule()
+    new_market: NewMarketRule = NewMarketRule()
+    market_resolved: MarketResolvedRule = MarketResolvedRule()
+    max_trade_age_s: float = Field(3600.0, gt=0)
+
+    # Email pacing per recipient: after digest_threshold alerts within digest_window_s, further alerts are
+    # collected into one digest per window; max_emails_per_hour caps every email, digests included.
+    digest_threshold: int = Field(5, ge=1)
+    digest_window_s: float = Field(900.0, gt=0)
+    max_emails_per_hour: int = Field(12, ge=1)
+    quiet_hours: QuietHours | None = None
+
+    # Delivery retries (email before the server accepted the message, webhooks): exponential backoff
+    # from retry_base_s up to retry_max_s, then the delivery is marked failed after max_attempts.
+    retry_base_s: float = Field(5.0, gt=0)
+    retry_max_s: float = Field(900.0, gt=0)
+    max_attempts: int = Field(10, ge=1, le=100)
+    webhook_timeout_s: float = Field(10.0, gt=0)
+
+    # Workflows: finished runs older than the retention are pruned by the cleanup job.
+    workflow_retention_days: int = Field(30, ge=1, le=3650)
+    max_concurrent_workflows: int = Field(16, ge=1, le=1000)
+    # How often the service looks for work written by another process (``whaled workflows retry``).
+    poll_interval_s: float = Field(5.0, gt=0)
+    # On shutdown, in-flight steps get this long to finish before they are cancelled.
+    shutdown_grace_s: float = Field(10.0, ge=0)
+
+    @field_validator("recipients")
+    @classmethod
+    def _email_addresses(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if value.count("@") != 1 or any(char.isspace() for char in value):
+                raise ValueError(f"{value!r} is not an email address such as 'ops@example.com'")
+        return values
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not value.startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL {value!r} must start with http:// or https://")
+        return values
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> AlertsSettings:
+        fixed = {"first_entry", "price_move", "new_market", "market_resolved"}
+        seen: set[str] = set()
+        for rule in self.whale_trades:
+            if rule.name in seen or rule.name in fixed:
+                raise ValueError(
+                    f"whale_trades rule name {rule.name!r} is used twice or is reserved "
+                    f"({', '.join(sorted(fixed))}); give each rule its own name"
+                )
+            seen.add(rule.name)
+        if self.retry_max_s < self.retry_base_s:
+            raise ValueError(f"retry_max_s ({self.retry_max_s}) must be at least retry_base_s ({self.retry_base_s})")
+        return self
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    levels: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = {}
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Sections mirror the TOML tables of ``config.example.toml``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WHALED_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    opinion: OpinionSettings = Field(default_factory=OpinionSettings)
+    governor: GovernorSettings = Field(default_factory=GovernorSettings)
+    wallets: tuple[WalletEntry, ...] = ()
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    whales: WhaleSettings = Field(default_factory=WhaleSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("wallets")
+    @classmethod
+    def _unique_wallets(cls, wallets: tuple[WalletEntry, ...]) -> tuple[WalletEntry, ...]:
+        seen: set[str] = set()
+        for entry in wallets:
+            if entry.address in seen:
+                raise ValueError(f"wallet {entry.address} is listed twice")
+            seen.add(entry.address)
+        return wallets
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs, so it must rank below the environment and credentials.
+        return env_settings, _CredentialsSource(settings_cls), init_settings
+
+
+class _CredentialsSource(PydanticBaseSettingsSource):
+    """Secrets from ``$CREDENTIALS_DIRECTORY/<name>``, as systemd's ``LoadCredential=`` provides them."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            return {}
+        found: dict[str, Any] = {}
+        for file_name, (section, key) in _CREDENTIAL_FILES.items():
+            path = Path(directory, file_name)
+            if path.is_file():
+                found.setdefault(section, {})[key] = path.read_text(encoding="utf-8").strip()
+        return found
+
+
+def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | None = None) -> Settings:
+    """Load the configuration from ``path`` (or ``$WHALED_CONFIG``) and the environment.
+
+    :param path: the TOML file; when neither it nor ``$WHALED_CONFIG`` is set, only the environment and
+        defaults apply. A file that is named but missing is an error, never silent defaults.
+    :raises ConfigError: with one line per bad key: the key, the value received and what is allowed.
+    """
+    env = os.environ if environ is None else environ
+    named = path if path is not None else env.get(CONFIG_ENV_VAR)
+    data = _read_toml(Path(named)) if named else {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(exc)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError([f"config file {str(path)!r} not found; check --config or ${CONFIG_ENV_VAR}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"config file {str(path)!r} is not valid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"config file {str(path)!r} cannot be read: {exc.strerror}"]) from None
+
+
+def _describe_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        received = _redact(key, error.get("input"))
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {message} (received {received})")
+    return lines
+
+
+def _redact(key: str, value: Any) -> str:
+    if key.rsplit(".", 1)[-1] in _SECRET_KEYS:
+        return "'***'"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_redact(k, v)}" for k, v in value.items()) + "}"
+    return repr(value)

@@ -1,0 +1,34 @@
+"""What every job receives and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from whaled.config import Settings
+from whaled.opinion.api import OpinionApi
+from whaled.store.db import Database
+
+__all__ = ["JobContext", "JobFunction", "JobResult"]
+
+
+@dataclass(slots=True)
+class JobContext:
+    """One run's view of the daemon. ``api`` counts the Opinion requests this run made."""
+
+    db: Database
+    api: OpinionApi
+    settings: Settings
+    run_id: int
+
+
+@dataclass(slots=True)
+class JobResult:
+    """``items``: the unit of work the job counts (markets, trades, wallets, rows deleted)."""
+
+    items: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+JobFunction = Callable[[JobContext], Awaitable[JobResult]]

@@ -1,0 +1,128 @@
+"""``sync-whale-trades``: each tracked wallet's new trades, newest first, down to its stored cursor.
+
+Every page is stored in one transaction with its events; a trade already stored is skipped. The cursor moves
+only after a walk reached the cursor or the end of the history, so a run that fails or is killed part way
+re-reads those pages next time instead of skipping them. A first sync reads at most
+``opinion.max_pages`` pages; anything older is recorded as a gap, which the dashboard shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from whaled.jobs.base import JobContext, JobResult
+from whaled.jobs.discovery import refresh_discovered_wallets
+from whaled.log import jobs_logger as logger
+from whaled.opinion.errors import OpinionError
+from whaled.opinion.pagination import paginate
+from whaled.store.trades import load_cursor, record_gap, record_sync_error, save_cursor, store_trade_page
+from whaled.store.wallets import TrackedWallet, tracked_wallets
+
+__all__ = ["sync_wallet_trades", "sync_whale_trades"]
+
+# Wallets synced at once. The governor paces the requests; this only bounds the pages held in memory.
+_CONCURRENT_WALLETS = 4
+
+
+@dataclass(slots=True)
+class WalletSync:
+    """The outcome of one wallet's walk."""
+
+    new_trades: int = 0
+    pages: int = 0
+    complete: bool = False
+    error: str | None = None
+
+
+async def sync_wallet_trades(ctx: JobContext, wallet: TrackedWallet) -> WalletSync:
+    """Walk one wallet's trades from the newest down to its cursor; store each page as it arrives."""
+    cursor = await load_cursor(ctx.db, wallet.address)
+    backfill = cursor.newest_created_ms is None
+    whale_usd = ctx.settings.whales.whale_trade_usd
+    result = WalletSync()
+    newest: int | None = None
+    oldest_seen: int | None = None
+    max_pages = ctx.settings.opinion.max_pages
+
+    async for _, page in paginate(
+        lambda number: ctx.api.user_trades(wallet.address, number),
+        limit=ctx.api.page_limit,
+        max_pages=max_pages,
+        what=f"trades of {wallet.address}",
+    ):
+        result.pages += 1
+        if page.items:
+            page_newest = max(trade.created_at for trade in page.items)
+            newest = page_newest if newest is None else max(newest, page_newest)
+            page_oldest = min(trade.created_at for trade in page.items)
+            oldest_seen = page_oldest if oldest_seen is None else min(oldest_seen, page_oldest)
+        # Trades at the cursor's own time are read again: several trades can share one second.
+        fresh = [t for t in page.items if backfill or t.created_at >= (cursor.newest_created_ms or 0)]
+        async with ctx.db.transaction() as tx:
+            ids = await store_trade_page(
+                tx, wallet.address, wallet.label, fresh, whale_trade_usd=whale_usd, backfill=backfill
+            )
+        result.new_trades += len(ids)
+        if len(fresh) < len(page.items) or len(page.items) < ctx.api.page_limit:
+            result.complete = True
+            break
+        if page.total is not None and result.pages * ctx.api.page_limit >= page.total:
+            result.complete = True
+            break
+
+    async with ctx.db.transaction() as tx:
+        if not result.complete and oldest_seen is not None:
+            await record_gap(
+                tx,
+                wallet.address,
+                older_than_ms=oldest_seen,
+                newer_than_ms=cursor.newest_created_ms,
+                reason=f"page limit of {max_pages} pages reached",
+            )
+            logger.warning(
+                "Trades of %s older than %d ms not imported: the page limit of %d was reached",
+                wallet.address,
+                oldest_seen,
+                max_pages,
+            )
+        await save_cursor(tx, wallet.address, newest)
+    return result
+
+
+async def _sync_one(ctx: JobContext, wallet: TrackedWallet, slots: asyncio.Semaphore) -> WalletSync:
+    async with slots:
+        try:
+            return await sync_wallet_trades(ctx, wallet)
+        except OpinionError as exc:
+            logger.warning("Trade sync of wallet %s failed: %s", wallet.address, exc)
+            async with ctx.db.transaction() as tx:
+                await record_sync_error(tx, wallet.address, str(exc))
+            return WalletSync(error=str(exc))
+
+
+async def sync_whale_trades(ctx: JobContext) -> JobResult:
+    details: dict[str, object] = {}
+    if ctx.settings.discovery.enabled:
+        details["discovery"] = await refresh_discovered_wallets(ctx)
+    wallets = await tracked_wallets(ctx.db)
+    slots = asyncio.Semaphore(_CONCURRENT_WALLETS)
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(_sync_one(ctx, wallet, slots), name=f"sync-trades-{wallet.address}") for wallet in wallets
+        ]
+    results = [task.result() for task in tasks]
+    failed = {wallet.address: r.error for wallet, r in zip(wallets, results, strict=True) if r.error}
+    new_trades = sum(r.new_trades for r in results)
+    details.update(wallets=len(wallets), failed_wallets=failed, new_trades=new_trades)
+    logger.info("Trades synced: %d new across %d wallets, %d failed", new_trades, len(wallets), len(failed))
+    if failed and len(failed) == len(wallets):
+        raise _AllWalletsFailed(failed)
+    return JobResult(items=new_trades, details=details)
+
+
+class _AllWalletsFailed(OpinionError):
+    def __init__(self, failed: Mapping[str, str | None]) -> None:
+        first = next(iter(failed.values()))
+        super().__init__("/trade/user", f"all {len(failed)} wallets failed; first error: {first}")

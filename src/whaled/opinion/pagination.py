@@ -1,0 +1,45 @@
+"""Walk a list endpoint page by page, safely.
+
+Opinion pages are 1-based with at most 20 rows. The walk stops on a short page, once ``total`` rows were
+fetched, when a page repeats the previous one exactly (a server that ignores ``page``), or at ``max_pages``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from whaled.log import opinion_logger as logger
+from whaled.opinion.models import Page
+
+__all__ = ["paginate"]
+
+T = TypeVar("T")
+
+
+async def paginate(
+    fetch_page: Callable[[int], Awaitable[Page[T]]],
+    *,
+    limit: int,
+    max_pages: int,
+    what: str,
+) -> AsyncIterator[tuple[int, Page[T]]]:
+    """Yield ``(page_number, page)`` until the list ends; the caller may stop early with ``break``.
+
+    :param what: names the list in log messages, for example ``"trades of 0xab…"``.
+    """
+    fetched = 0
+    previous: list[T] | None = None
+    for number in range(1, max_pages + 1):
+        page = await fetch_page(number)
+        if previous is not None and page.items and page.items == previous:
+            logger.warning("Pagination of %s stopped: page %d repeats page %d", what, number, number - 1)
+            return
+        yield number, page
+        fetched += len(page.items)
+        if len(page.items) < limit:
+            return
+        if page.total is not None and fetched >= page.total:
+            return
+        previous = page.items
+    logger.warning("Pagination of %s stopped at the limit of %d pages", what, max_pages)

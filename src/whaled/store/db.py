@@ -1,0 +1,189 @@
+"""The SQLite database: one write connection, a pool of read-only connections, and commit notifications.
+
+Every write is one unit of work inside ``async with db.transaction() as tx`` (``BEGIN IMMEDIATE``) on the
+single write connection, serialised by a lock. Readers take a connection from the pool with
+``async with db.reader() as conn`` and must not keep it across an ``await`` on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from whaled.errors import WhaledError
+from whaled.log import store_logger as logger
+from whaled.store.events import EventNotifier, append_event
+from whaled.store.migrate import apply_migrations
+
+__all__ = ["Database", "StoreError", "Transaction"]
+
+
+class StoreError(WhaledError, RuntimeError):
+    """The database cannot be opened or used."""
+
+
+class Transaction:
+    """One unit of work on the write connection; events appended here are announced after the commit."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self.last_event_id = 0
+        self.events_appended = 0
+
+    async def execute(self, sql: str, parameters: Any = ()) -> aiosqlite.Cursor:
+        return await self.conn.execute(sql, parameters)
+
+    async def executemany(self, sql: str, rows: Any) -> aiosqlite.Cursor:
+        return await self.conn.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, parameters: Any = ()) -> list[sqlite3.Row]:
+        async with self.conn.execute(sql, parameters) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, parameters: Any = ()) -> sqlite3.Row | None:
+        async with self.conn.execute(sql, parameters) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+            return row
+
+    async def append_event(
+        self,
+        topic: str,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        wallet: str | None = None,
+        market_id: int | None = None,
+    ) -> int:
+        event_id = await append_event(self.conn, topic, type_, payload, wallet=wallet, market_id=market_id)
+        self.note_events(event_id, 1)
+        return event_id
+
+    def note_events(self, last_id: int, count: int) -> None:
+        """Record events appended by a bulk statement, so that they are announced after the commit."""
+        self.last_event_id = max(self.last_event_id, last_id)
+        self.events_appended += count
+
+
+class Database:
+    """The store. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, readers: int = 4) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.events = EventNotifier()
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout_ms: int = 5000, readers: int = 4) -> Database:
+        """Open (creating if needed) the database at ``path`` and apply pending migrations."""
+        db = cls(path, busy_timeout_ms=busy_timeout_ms, readers=readers)
+        try:
+            await db._open_writer()
+        except (sqlite3.Error, OSError) as exc:
+            await db.close()
+            raise StoreError(f"cannot open database {str(path)!r}: {exc}") from exc
+        return db
+
+    async def _open_writer(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._writer = conn
+        conn.row_factory = sqlite3.Row
+        await self._configure(conn)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        applied = await apply_migrations(conn)
+        if applied:
+            logger.info("Database %s migrated to version %d", self.path, applied[-1])
+        row = await (await conn.execute("SELECT coalesce(max(id), 0) FROM events")).fetchone()
+        self.events.last_id = int(row[0]) if row else 0
+
+    async def _configure(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+
+    async def _open_reader(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await self._configure(conn)
+        self._all_readers.append(conn)
+        return conn
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise StoreError(f"database {str(self.path)!r} is not open; call Database.open() first")
+        return self._writer
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Run one unit of work in a ``BEGIN IMMEDIATE`` transaction on the write connection."""
+        async with self._write_lock:
+            conn = self.writer
+            await conn.execute("BEGIN IMMEDIATE")
+            tx = Transaction(conn)
+            try:
+                yield tx
+            except BaseException:
+                await asyncio.shield(conn.execute("ROLLBACK"))
+                raise
+            await asyncio.shield(conn.execute("COMMIT"))
+        if tx.events_appended:
+            self.events.publish(tx.last_event_id)
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Lend a read-only connection from the pool; each statement sees the latest commit."""
+        if self._readers.empty() and len(self._all_readers) < self._reader_count:
+            conn = await self._open_reader()
+        else:
+            conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                await conn.rollback()
+            self._readers.put_nowait(conn)
+
+    async def fetchall(self, sql: str, parameters: Any = ()) -> list[sqlite3.Row]:
+        """Run one read query on a pooled reader."""
+        async with self.reader() as conn, conn.execute(sql, parameters) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, parameters: Any = ()) -> sqlite3.Row | None:
+        async with self.reader() as conn, conn.execute(sql, parameters) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+            return row
+
+    async def maintain(self) -> tuple[int, int, int] | None:
+        """Run ``PRAGMA optimize`` and a truncating WAL checkpoint; return the checkpoint's figures.
+
+        The figures are (busy, WAL frames, frames checkpointed), as SQLite reports them.
+        """
+        async with self._write_lock:
+            conn = self.writer
+            await conn.execute("PRAGMA optimize")
+            async with conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+                row = await cursor.fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+    async def close(self) -> None:
+        """Close the readers, then the writer. Safe to call twice."""
+        readers, self._all_readers = self._all_readers, []
+        for conn in readers:
+            await conn.close()
+        self._readers = asyncio.Queue()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close()
+        self.events.close()
