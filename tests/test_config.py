@@ -110,7 +110,7 @@ def test_non_loopback_bind_needs_token() -> None:
 
 def test_unknown_key_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "[store]\nretention_dayz = 3\n")
-    with pytest.raises(ConfigError, match="store.retention_dayz"):
+    with pytest.raises(ConfigError, match=r"store\.retention_dayz"):
         load_settings(path, environ={})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -48,15 +49,19 @@ DST_WINDOWS = [
 
 
 @pytest.mark.parametrize(("start", "end"), DST_WINDOWS)
-@pytest.mark.parametrize(("job", "seconds"), [("sync_markets", 300), ("sync_whale_trades", 60), ("compute_whale_stats", 3600)])
-def test_interval_triggers_keep_utc_grid(new_york_time: None, start: datetime, end: datetime, job: str, seconds: int) -> None:
+@pytest.mark.parametrize(
+    ("job", "seconds"), [("sync_markets", 300), ("sync_whale_trades", 60), ("compute_whale_stats", 3600)]
+)
+def test_interval_triggers_keep_utc_grid(
+    new_york_time: None, start: datetime, end: datetime, job: str, seconds: int
+) -> None:
     trigger = build_trigger(getattr(Settings().jobs, job))
     times = fire_times(trigger, start, end)
     assert len(times) == int((end - start).total_seconds() // seconds) + 1
     for fire in times:
         assert fire.utcoffset() == timedelta(0)
         assert int(fire.timestamp()) % seconds == 0
-    gaps = {later - earlier for earlier, later in zip(times, times[1:], strict=False)}
+    gaps = {later - earlier for earlier, later in itertools.pairwise(times)}
     assert gaps == {timedelta(seconds=seconds)}
 
 
@@ -64,9 +69,7 @@ def test_interval_triggers_keep_utc_grid(new_york_time: None, start: datetime, e
 def test_daily_cleanup_once_per_utc_day_at_3(new_york_time: None, start: datetime, end: datetime) -> None:
     trigger = build_trigger(Settings().jobs.cleanup_old_activity)
     times = fire_times(trigger, start, end)
-    assert [fire.astimezone(UTC).date() for fire in times] == [
-        (start + timedelta(days=day)).date() for day in range(3)
-    ]
+    assert [fire.astimezone(UTC).date() for fire in times] == [(start + timedelta(days=day)).date() for day in range(3)]
     for fire in times:
         utc = fire.astimezone(UTC)
         assert (utc.hour, utc.minute, utc.second) == (3, 0, 0)

@@ -21,7 +21,7 @@ from whaled.opinion import OpinionClient
 from whaled.store import Database
 from whaled.store.wallets import sync_config_wallets
 
-__all__ = ["Daemon", "build_opinion", "open_database"]
+__all__ = ["Daemon", "apply_config_wallets", "build_opinion", "open_database"]
 
 # How long runs in progress may finish on their own at shutdown before they are cancelled.
 SHUTDOWN_GRACE_S = 5.0
@@ -30,6 +30,14 @@ SHUTDOWN_GRACE_S = 5.0
 async def open_database(settings: Settings) -> Database:
     store = settings.store
     return await Database.open(store.path, busy_timeout_ms=store.busy_timeout_ms, readers=store.readers)
+
+
+async def apply_config_wallets(db: Database, settings: Settings) -> None:
+    """Make the config's wallet list the tracked ``config`` set of the database."""
+    async with db.transaction() as tx:
+        added, removed = await sync_config_wallets(tx, [(w.address, w.label) for w in settings.wallets])
+    if added or removed:
+        logger.info("Tracked wallets from the config: %d added, %d no longer tracked", len(added), len(removed))
 
 
 def build_opinion(settings: Settings) -> tuple[OpinionClient, Governor, GovernedOpinion]:
@@ -73,10 +81,7 @@ class Daemon:
         settings = self.settings
         self.db = db = await open_database(settings)
         stack.push_async_callback(db.close)
-        async with db.transaction() as tx:
-            added, removed = await sync_config_wallets(tx, [(w.address, w.label) for w in settings.wallets])
-        if added or removed:
-            logger.info("Tracked wallets from the config: %d added, %d no longer tracked", len(added), len(removed))
+        await apply_config_wallets(db, settings)
 
         client, self.governor, self.api = build_opinion(settings)
         stack.push_async_callback(client.close)

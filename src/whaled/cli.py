@@ -8,7 +8,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from whaled.errors import ConfigError, WhaledError
 
 __all__ = ["main"]
 
-Handler = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -44,8 +44,13 @@ def configure_logging(settings: Settings, *, verbose: bool = False) -> None:
 async def _wait_for_signal() -> str:
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[str] = loop.create_future()
+
+    def stop(name: str) -> None:
+        if not stopped.done():
+            stopped.set_result(name)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda name=signum.name: stopped.done() or stopped.set_result(name))
+        loop.add_signal_handler(signum, stop, signum.name)
     try:
         return await stopped
     finally:
@@ -139,13 +144,14 @@ async def cmd_jobs_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_jobs_run(args: argparse.Namespace, settings: Settings) -> int:
-    from whaled.app import build_opinion, open_database
+    from whaled.app import apply_config_wallets, build_opinion, open_database
     from whaled.governor import Priority
     from whaled.jobs import JobRunner
 
     db = await open_database(settings)
     client, governor, api = build_opinion(settings)
     try:
+        await apply_config_wallets(db, settings)
         runner = JobRunner(db, api.with_priority(Priority.interactive), settings)
         record = await runner.run(args.name, trigger="manual")
     finally:
@@ -193,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", parents=[common], help="run the daemon against the built-in Opinion simulator (no key, no internet)"
     )
-    demo.add_argument("--state-dir", type=Path, help="folder for the database, config and mail (default: a new temp folder)")
+    demo.add_argument(
+        "--state-dir", type=Path, help="folder for the database, config and mail (default: a new temp folder)"
+    )
     demo.add_argument("--port", type=int, default=8420, help="web server port on 127.0.0.1 (default: 8420)")
     demo.add_argument("--seed", type=int, default=7, help="simulator seed (default: 7)")
     demo.set_defaults(handler=cmd_demo, skip_config=True)

@@ -60,10 +60,7 @@ async def sync_wallet_trades(ctx: JobContext, wallet: TrackedWallet) -> WalletSy
             oldest_seen = page_oldest if oldest_seen is None else min(oldest_seen, page_oldest)
         # Trades at the cursor's own time are read again: several trades can share one second.
         fresh = [t for t in page.items if backfill or t.created_at >= (cursor.newest_created_ms or 0)]
-        async with ctx.db.transaction() as tx:
-            ids = await store_trade_page(
-                tx, wallet.address, wallet.label, fresh, whale_trade_usd=whale_usd, backfill=backfill
-            )
+        ids = await store_trade_page(ctx.db, wallet.address, fresh, whale_trade_usd=whale_usd, backfill=backfill)
         result.new_trades += len(ids)
         if len(fresh) < len(page.items) or len(page.items) < ctx.api.page_limit:
             result.complete = True

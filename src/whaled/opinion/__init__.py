@@ -7,6 +7,7 @@ from whaled.opinion.errors import (
     OpinionConnectionError,
     OpinionError,
     OpinionHTTPError,
+    OpinionPaginationError,
     OpinionPayloadError,
     OpinionTimeoutError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "OpinionConnectionError",
     "OpinionError",
     "OpinionHTTPError",
+    "OpinionPaginationError",
     "OpinionPayloadError",
     "OpinionTimeoutError",
     "Page",

@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from whaled.log import opinion_logger as logger
 from whaled.opinion.errors import (
     OpinionAPIError,
     OpinionConnectionError,
-    OpinionError,
     OpinionHTTPError,
     OpinionPayloadError,
     OpinionTimeoutError,
@@ -33,6 +32,22 @@ _MARKET_LIST = TypeAdapter(list[Market])
 _TRADE_LIST = TypeAdapter(list[Trade])
 _POSITION_LIST = TypeAdapter(list[Position])
 _LEADERBOARD_LIST = TypeAdapter(list[LeaderboardEntry])
+
+
+class _ListResult(BaseModel, Generic[M]):
+    total: int | None = None
+    items: list[M] | None = Field(None, alias="list")
+
+
+class _ListEnvelope(BaseModel, Generic[M]):
+    """A successful list response, validated straight from the body bytes by pydantic-core."""
+
+    errno: int | None = None
+    code: int | None = None
+    result: _ListResult[M]
+
+
+_TRADE_ENVELOPE = TypeAdapter(_ListEnvelope[Trade])
 
 
 class OpinionClient:
@@ -118,7 +133,20 @@ class OpinionClient:
     async def user_trades(self, wallet: str, page: int) -> Page[Trade]:
         endpoint = f"/trade/user/{wallet}"
         params = {"page": page, "limit": self.page_limit, "chainId": self.chain_id}
-        return _page(await self._get(endpoint, params), _TRADE_LIST, endpoint)
+        status, headers, body = await self._fetch(endpoint, params)
+        return self.parse_trade_page(endpoint, status, headers, body)
+
+    def parse_trade_page(self, endpoint: str, status: int, headers: Mapping[str, str], body: bytes) -> Page[Trade]:
+        """Parse a trades page; the common case (HTTP 200, error code 0) is validated from the bytes directly."""
+        if status == 200:
+            try:
+                envelope = _TRADE_ENVELOPE.validate_json(body)
+            except ValidationError:
+                pass  # the slow path below names the problem
+            else:
+                if (envelope.errno if envelope.errno is not None else envelope.code) == 0:
+                    return Page(total=envelope.result.total, items=envelope.result.items or [])
+        return _page(self._unwrap(endpoint, status, headers, body), _TRADE_LIST, endpoint)
 
     async def user_positions(self, wallet: str, page: int) -> Page[Position]:
         endpoint = f"/positions/user/{wallet}"
@@ -140,15 +168,24 @@ class OpinionClient:
         base_url: str | None = None,
         send_key: bool = True,
     ) -> Any:
+        status, headers, body = await self._fetch(endpoint, params, base_url=base_url, send_key=send_key)
+        return self._unwrap(endpoint, status, headers, body)
+
+    async def _fetch(
+        self,
+        endpoint: str,
+        params: Mapping[str, Any],
+        *,
+        base_url: str | None = None,
+        send_key: bool = True,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one GET; return the status, headers and body, or raise a typed transport error."""
         url = (base_url or self.base_url) + endpoint
         headers = {"apikey": self._api_key} if send_key and self._api_key else None
         logger.debug("GET %s %s", endpoint, dict(params))
         try:
             async with self._get_session().get(url, params=params, headers=headers) as response:
-                body = await response.read()
-                return self._unwrap(endpoint, response.status, response.headers, body)
-        except OpinionError:
-            raise
+                return response.status, response.headers, await response.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise OpinionTimeoutError(endpoint, f"timed out ({type(exc).__name__})") from None
         except aiohttp.ServerDisconnectedError:

@@ -9,6 +9,7 @@ __all__ = [
     "OpinionConnectionError",
     "OpinionError",
     "OpinionHTTPError",
+    "OpinionPaginationError",
     "OpinionPayloadError",
     "OpinionTimeoutError",
 ]
@@ -84,3 +85,11 @@ class OpinionConnectionError(OpinionError, ConnectionError):
 
 class OpinionPayloadError(OpinionError, ValueError):
     """The body is not valid JSON or does not match the expected shape."""
+
+
+class OpinionPaginationError(OpinionError):
+    """A list endpoint returned the same page twice in a row, so the rest of the list cannot be trusted."""
+
+    def __init__(self, what: str, page: int) -> None:
+        self.page = page
+        super().__init__(what, f"page {page} repeats page {page - 1}; the walk stopped and will be retried")

@@ -82,7 +82,9 @@ def normalise_side(value: Any) -> TradeSide:
     raise ValueError(f"unknown trade side {value!r}; expected Buy, Sell, Split or Merge")
 
 
-Dec = Annotated[Decimal, BeforeValidator(_decimal)]
+# pydantic-core parses decimal strings natively (and rejects NaN and infinity); that is several times faster
+# than a Python validator on the ingest path.
+Dec = Decimal
 OptDec = Annotated[Decimal | None, BeforeValidator(_optional_decimal)]
 TimeMs = Annotated[int | None, BeforeValidator(to_ms)]
 TokenId = Annotated[str | None, BeforeValidator(_token_id)]

@@ -1,7 +1,8 @@
 """Walk a list endpoint page by page, safely.
 
 Opinion pages are 1-based with at most 20 rows. The walk stops on a short page, once ``total`` rows were
-fetched, when a page repeats the previous one exactly (a server that ignores ``page``), or at ``max_pages``.
+fetched, or at ``max_pages``. A page that repeats the previous one exactly (a server that ignores ``page``)
+raises :class:`OpinionPaginationError`, so that the caller neither loops nor takes a partial list as whole.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from whaled.log import opinion_logger as logger
+from whaled.opinion.errors import OpinionPaginationError
 from whaled.opinion.models import Page
 
 __all__ = ["paginate"]
@@ -33,8 +35,7 @@ async def paginate(
     for number in range(1, max_pages + 1):
         page = await fetch_page(number)
         if previous is not None and page.items and page.items == previous:
-            logger.warning("Pagination of %s stopped: page %d repeats page %d", what, number, number - 1)
-            return
+            raise OpinionPaginationError(what, number)
         yield number, page
         fetched += len(page.items)
         if len(page.items) < limit:

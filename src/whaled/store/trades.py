@@ -6,6 +6,7 @@ stores a page and tells which rows were new, and one multi-row insert appends th
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -14,7 +15,6 @@ from typing import Any
 from whaled.clock import now_ms
 from whaled.opinion.models import Trade, canonical
 from whaled.store.db import Database, Transaction
-from whaled.store.events import append_events
 
 __all__ = [
     "SyncCursor",
@@ -23,7 +23,6 @@ __all__ = [
     "record_sync_error",
     "save_cursor",
     "store_trade_page",
-    "trade_payload",
 ]
 
 _COLUMNS = (
@@ -59,11 +58,12 @@ def _row(wallet: str, trade: Trade, is_whale: bool, stored: int) -> tuple[Any, .
         trade.outcome_side,
         canonical(trade.price),
         canonical(trade.shares),
-        canonical(trade.amount),
-        canonical(trade.fee),
-        canonical(trade.profit),
+        # Only the key columns need one spelling per value; str() keeps the others exactly as received.
+        str(trade.amount),
+        str(trade.fee),
+        str(trade.profit),
         trade.quote_token,
-        canonical(trade.quote_token_usd_price),
+        str(trade.quote_token_usd_price),
         None if trade.usd_amount is None else str(trade.usd_amount),
         canonical(notional),
         int(notional.quantize(_MICRO, rounding=ROUND_HALF_EVEN) * 1_000_000),
@@ -75,76 +75,62 @@ def _row(wallet: str, trade: Trade, is_whale: bool, stored: int) -> tuple[Any, .
     )
 
 
-def trade_payload(row: tuple[Any, ...], trade_id: int, label: str, backfill: bool) -> dict[str, Any]:
-    """Build the ``trade.new``/``trade.whale`` event payload from a stored row."""
-    return {
-        "trade_id": trade_id,
-        "wallet": row[0],
-        "label": label,
-        "tx_hash": row[1],
-        "market_id": row[2],
-        "root_market_id": row[3],
-        "market_title": row[4],
-        "root_market_title": row[5],
-        "side": row[6],
-        "outcome": row[7],
-        "outcome_side": row[8],
-        "price": row[9],
-        "shares": row[10],
-        "amount": row[11],
-        "notional_usd": row[17],
-        "is_whale": bool(row[19]),
-        "created_at_ms": row[22],
-        "backfill": backfill,
-    }
+# Appends the events of the trades just stored, building each JSON payload inside SQLite: one statement
+# for the whole page, and no Python JSON encoding on the ingest path. Whale trades get a second event.
+_PAYLOAD = (
+    "json_object('trade_id', t.id, 'wallet', t.wallet, 'label', coalesce(w.label, ''), 'tx_hash', t.tx_hash, "
+    "'market_id', t.market_id, 'root_market_id', t.root_market_id, 'market_title', t.market_title, "
+    "'root_market_title', t.root_market_title, 'side', t.side, 'outcome', t.outcome, "
+    "'outcome_side', t.outcome_side, 'price', t.price, 'shares', t.shares, 'amount', t.amount, "
+    "'notional_usd', t.notional_usd, 'is_whale', json(CASE t.is_whale WHEN 1 THEN 'true' ELSE 'false' END), "
+    "'created_at_ms', t.created_at_ms, 'backfill', json(CASE :backfill WHEN 1 THEN 'true' ELSE 'false' END))"
+)
+_APPEND_EVENTS = (
+    "INSERT INTO events (topic, type, wallet, market_id, payload, created_ms) "
+    "SELECT 'trade', kind.type, t.wallet, t.market_id, " + _PAYLOAD + ", :now "
+    "FROM trades AS t LEFT JOIN wallets AS w ON w.address = t.wallet "
+    "JOIN (SELECT 'trade.new' AS type, 0 AS whale_only UNION ALL SELECT 'trade.whale', 1) AS kind "
+    "ON kind.whale_only = 0 OR t.is_whale = 1 "
+    "WHERE t.id BETWEEN :first AND :last "
+    "ORDER BY t.id, kind.whale_only"
+)
 
 
 async def store_trade_page(
-    tx: Transaction,
+    db: Database,
     wallet: str,
-    label: str,
     trades: Sequence[Trade],
     *,
     whale_trade_usd: Decimal,
     backfill: bool = False,
 ) -> list[int]:
-    """Store a page of one wallet's trades; append events for the new ones; return the new trade ids.
+    """Store a page of one wallet's trades with events for the new ones, in one transaction.
 
     A trade already stored (same wallet and key) is skipped, so a page that repeats or shifts stores each
-    trade once.
+    trade once. Returns the ids of the new trades. The events carry the wallet's label from ``wallets``.
     """
     if not trades:
         return []
     stored = now_ms()
     rows = [_row(wallet, trade, trade.notional_usd >= whale_trade_usd, stored) for trade in trades]
-    sql = (
+    insert_sql = (
         f"INSERT INTO trades ({_COLUMNS}) VALUES {','.join([_ROW_PLACEHOLDER] * len(rows))} "
-        f"ON CONFLICT DO NOTHING RETURNING id, {_KEY_COLUMNS}"
+        "ON CONFLICT DO NOTHING RETURNING id"
     )
-    inserted = await tx.fetchall(sql, [value for row in rows for value in row])
-    if not inserted:
-        return []
-    by_key = {(row[1], row[2], row[8], row[6], row[9], row[10]): row for row in rows}
-    events: list[tuple[str, str, str | None, int | None, dict[str, Any]]] = []
-    new_ids = []
-    for record in sorted(inserted, key=lambda record: record["id"]):
-        key = (
-            record["tx_hash"],
-            record["market_id"],
-            record["outcome_side"],
-            record["side"],
-            record["price"],
-            record["shares"],
+    parameters = [value for row in rows for value in row]
+
+    def write_page(conn: sqlite3.Connection) -> tuple[list[int], int]:
+        new_ids = sorted(record[0] for record in conn.execute(insert_sql, parameters).fetchall())
+        if not new_ids:
+            return [], 0
+        # Ids of one multi-row INSERT are consecutive: this is the only writer, inside one transaction.
+        cursor = conn.execute(
+            _APPEND_EVENTS,
+            {"backfill": int(backfill), "now": stored, "first": new_ids[0], "last": new_ids[-1]},
         )
-        row = by_key[key]
-        payload = trade_payload(row, record["id"], label, backfill)
-        events.append(("trade", "trade.new", wallet, row[2], payload))
-        if row[19]:
-            events.append(("trade", "trade.whale", wallet, row[2], payload))
-        new_ids.append(record["id"])
-    last_id, count = await append_events(tx.conn, events)
-    tx.note_events(last_id, count)
-    return new_ids
+        return new_ids, cursor.lastrowid or 0
+
+    return await db.write_in_thread(write_page)
 
 
 async def load_cursor(db: Database, wallet: str) -> SyncCursor:
