@@ -20,6 +20,7 @@ from whaled.log import app_logger as logger
 from whaled.opinion import OpinionClient
 from whaled.store import Database
 from whaled.store.wallets import sync_config_wallets
+from whaled.web import WebContext, WebServer, start_web
 
 __all__ = ["Daemon", "apply_config_wallets", "build_opinion", "open_database"]
 
@@ -68,6 +69,7 @@ class Daemon:
     governor: Governor | None = None
     runner: JobRunner | None = None
     scheduler: Scheduler | None = None
+    web: WebServer | None = None
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _startup_task: asyncio.Task[None] | None = None
 
@@ -93,6 +95,10 @@ class Daemon:
             logger.warning("%d job runs were left running by a previous process and are marked failed", abandoned)
         stack.push_async_callback(self._cancel_runs)
 
+        if settings.web.enabled:
+            self.web = await start_web(self._web_context(db))
+            stack.push_async_callback(self.web.close)
+
         self.scheduler = scheduler = Scheduler(runner, settings)
         scheduler.start()
         stack.push_async_callback(scheduler.shutdown)
@@ -100,6 +106,32 @@ class Daemon:
         if self.run_jobs_at_startup or settings.jobs.run_at_startup:
             self._startup_task = asyncio.create_task(self._run_all_once(), name="whaled-startup-runs")
             stack.push_async_callback(self._stop_startup_runs)
+
+    def _web_context(self, db: Database) -> WebContext:
+        assert self.governor is not None
+        return WebContext(
+            db=db,
+            settings=self.settings,
+            governor_snapshot=self.governor.snapshot,
+            job_schedule=self._job_schedule,
+        )
+
+    def _job_schedule(self) -> list[dict[str, object]]:
+        """Each job's trigger and next run, as the running scheduler has them."""
+        next_runs = self.scheduler.next_run_times() if self.scheduler is not None else {}
+        running = self.runner.running if self.runner is not None else {}
+        schedule: list[dict[str, object]] = []
+        for name, definition in JOBS.items():
+            next_run = next_runs.get(name)
+            schedule.append(
+                {
+                    "name": name,
+                    "enabled": definition.settings(self.settings).enabled,
+                    "next_run": next_run.isoformat() if next_run is not None else None,
+                    "running_run_id": running.get(name),
+                }
+            )
+        return schedule
 
     async def _run_all_once(self) -> None:
         assert self.runner is not None
