@@ -91,7 +91,7 @@ class Scheduler:
                 name=name,
                 coalesce=True,
                 max_instances=1,
-                misfire_grace_time=int(job.misfire_grace_s),
+                misfire_grace_time=max(1, int(job.misfire_grace_s)),
                 replace_existing=True,
             )
         self._scheduler.add_listener(self._on_not_run, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
@@ -126,7 +126,7 @@ class Scheduler:
             job = definition.settings(settings)
             if self._scheduler.get_job(name) is None:
                 continue
-            self._scheduler.modify_job(name, misfire_grace_time=int(job.misfire_grace_s))
+            self._scheduler.modify_job(name, misfire_grace_time=max(1, int(job.misfire_grace_s)))
             self._scheduler.reschedule_job(name, trigger=build_trigger(job))
 
     async def shutdown(self) -> None:
