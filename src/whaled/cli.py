@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -28,46 +28,26 @@ EXIT_USAGE = 2
 
 def configure_logging(settings: Settings, *, verbose: bool = False) -> None:
     """Send logs to stderr (journald adds its own timestamps): plain text, or JSON lines if configured."""
-    from whaled.logformat import build_handler
+    from whaled.logformat import apply_log_levels, build_handler
 
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.addHandler(build_handler(settings.log.format))
-    root.setLevel(logging.DEBUG if verbose else settings.log.level)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    for name, level in settings.log.levels.items():
-        logging.getLogger(name).setLevel(level)
-
-
-async def _wait_for_signal() -> str:
-    loop = asyncio.get_running_loop()
-    stopped: asyncio.Future[str] = loop.create_future()
-
-    def stop(name: str) -> None:
-        if not stopped.done():
-            stopped.set_result(name)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop, signum.name)
-    try:
-        return await stopped
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+    apply_log_levels(settings.log, verbose=verbose)
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from whaled.app import Daemon
+    """Run the daemon until SIGTERM or SIGINT; SIGHUP rereads the configuration."""
+    from whaled.service import run_service
 
-    daemon = Daemon(settings)
-    await daemon.start()
-    try:
-        name = await _wait_for_signal()
-        logging.getLogger("whaled.app").info("Received %s, shutting down", name)
-    finally:
-        await daemon.close()
+    config_path = getattr(args, "config", None)
+    closed = await run_service(settings, config_path=config_path, verbose=getattr(args, "verbose", False))
+    if not closed:
+        # The shutdown overran its bound with parts still open; a database thread left open would keep
+        # the interpreter from exiting. SQLite's WAL and the kernel's release of the lock make this safe.
+        logging.shutdown()
+        os._exit(EXIT_FAILURE)
     return EXIT_OK
 
 
@@ -144,7 +124,7 @@ async def cmd_jobs_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_jobs_run(args: argparse.Namespace, settings: Settings) -> int:
-    from whaled.app import apply_config_wallets, build_opinion, open_database
+    from whaled.app import apply_config_wallets, build_opinion, default_pruners, open_database
     from whaled.governor import Priority
     from whaled.jobs import JobRunner
 
@@ -152,7 +132,7 @@ async def cmd_jobs_run(args: argparse.Namespace, settings: Settings) -> int:
     client, governor, api = build_opinion(settings)
     try:
         await apply_config_wallets(db, settings)
-        runner = JobRunner(db, api.with_priority(Priority.interactive), settings)
+        runner = JobRunner(db, api.with_priority(Priority.interactive), settings, pruners=default_pruners())
         record = await runner.run(args.name, trigger="manual")
     finally:
         await client.close()

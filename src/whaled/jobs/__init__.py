@@ -1,6 +1,6 @@
 """The four jobs, the run ledger and their APScheduler wiring."""
 
-from whaled.jobs.base import JobContext, JobResult
+from whaled.jobs.base import JobContext, JobResult, Pruner
 from whaled.jobs.runner import JOBS, JobRunner, RunRecord, UnknownJobError
 from whaled.jobs.scheduler import JobSchedule, Scheduler, build_trigger, job_schedules
 
@@ -10,6 +10,7 @@ __all__ = [
     "JobResult",
     "JobRunner",
     "JobSchedule",
+    "Pruner",
     "RunRecord",
     "Scheduler",
     "UnknownJobError",

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from whaled.config import Settings
 from whaled.opinion.api import OpinionApi
-from whaled.store.db import Database
+from whaled.store.db import Database, Transaction
 
-__all__ = ["JobContext", "JobFunction", "JobResult"]
+__all__ = ["JobContext", "JobFunction", "JobResult", "Pruner"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pruner:
+    """Deletes another part's old rows during cleanup (finished workflows, settled alerts).
+
+    ``prune(tx, settings, now_ms)`` picks its own cutoff from the settings and returns the rows it deleted.
+    """
+
+    name: str
+    prune: Callable[[Transaction, Settings, int], Awaitable[int]]
 
 
 @dataclass(slots=True)
@@ -21,6 +32,7 @@ class JobContext:
     api: OpinionApi
     settings: Settings
     run_id: int
+    pruners: Sequence[Pruner] = ()
 
 
 @dataclass(slots=True)

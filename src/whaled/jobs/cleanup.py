@@ -6,14 +6,12 @@ long. Wallet stats, positions, markets and cursors are aggregates and stay.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from whaled.clock import now_ms
 from whaled.jobs.base import JobContext, JobResult
 from whaled.log import jobs_logger as logger
-from whaled.store.db import Database, Transaction
+from whaled.store.db import Database
 
-__all__ = ["PRUNERS", "cleanup_old_activity", "delete_older_than"]
+__all__ = ["cleanup_old_activity", "delete_older_than"]
 
 _BATCH = 5000
 _DAY_MS = 86_400_000
@@ -26,10 +24,6 @@ _RAW_TABLES = {
     "job_runs": "started_ms",
     "sync_gaps": "recorded_ms",
 }
-
-# Extra pruners registered by other parts (finished workflows, delivered outbox rows): name → function
-# that deletes rows older than the cutoff in one transaction and returns how many it deleted.
-PRUNERS: dict[str, Callable[[Transaction, int], Awaitable[int]]] = {}
 
 
 async def delete_older_than(db: Database, table: str, column: str, cutoff_ms: int) -> int:
@@ -75,9 +69,10 @@ async def cleanup_old_activity(ctx: JobContext) -> JobResult:
                 deleted[table] = cursor.rowcount
         else:
             deleted[table] = await delete_older_than(ctx.db, table, column, cutoff)
-    for name, prune in PRUNERS.items():
+    now = now_ms()
+    for pruner in ctx.pruners:
         async with ctx.db.transaction() as tx:
-            deleted[name] = await prune(tx, cutoff)
+            deleted[pruner.name] = await pruner.prune(tx, ctx.settings, now)
 
     checkpoint = await ctx.db.maintain()
     total = sum(deleted.values())

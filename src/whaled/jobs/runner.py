@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from whaled.clock import now_ms
 from whaled.config import JobSettings, Settings
 from whaled.errors import WhaledError
 from whaled.governor.opinion import GovernedOpinion
-from whaled.jobs.base import JobContext, JobFunction, JobResult
+from whaled.jobs.base import JobContext, JobFunction, JobResult, Pruner
 from whaled.jobs.cleanup import cleanup_old_activity
 from whaled.jobs.stats import compute_whale_stats
 from whaled.jobs.sync_markets import sync_markets
@@ -71,10 +72,13 @@ class RunRecord:
 class JobRunner:
     """Runs jobs and records each run. ``counters`` counts outcomes per (job, outcome) for metrics."""
 
-    def __init__(self, db: Database, api: GovernedOpinion, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, api: GovernedOpinion, settings: Settings, *, pruners: Sequence[Pruner] = ()
+    ) -> None:
         self.db = db
         self.api = api
         self.settings = settings
+        self.pruners = tuple(pruners)
         self.counters: Counter[tuple[str, str]] = Counter()
         self.running: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -95,7 +99,7 @@ class JobRunner:
         started = now_ms()
         run_id = await self._open_run(name, trigger, scheduled_ms, started)
         api = self.api.view()
-        ctx = JobContext(db=self.db, api=api, settings=self.settings, run_id=run_id)
+        ctx = JobContext(db=self.db, api=api, settings=self.settings, run_id=run_id, pruners=self.pruners)
         logger.info("Job %s run %d started (%s)", name, run_id, trigger)
         self.running[name] = run_id
         task = asyncio.current_task()
