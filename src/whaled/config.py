@@ -40,6 +40,7 @@ __all__ = [
     "JobsSettings",
     "LogSettings",
     "MarketResolvedRule",
+    "MonitorSettings",
     "NewMarketRule",
     "OpinionSettings",
     "PriceMoveRule",
@@ -127,13 +128,13 @@ class OpinionSettings(_Section):
 class GovernorSettings(_Section):
     """The API governor: pacing, retries and the failure pause for every request to Opinion.
 
-    Opinion answers HTTP 429 above 15 requests/s per API key. A token bucket sends at most
+    Opinion returns HTTP 429 above 15 requests/s per API key. A token bucket sends at most
     ``burst + rate_per_s * T`` requests in any span of ``T`` seconds, so the defaults (12/s, burst 3)
     keep every one-second span at or under 15 requests.
 
     - ``rate_per_s`` (requests/s, default 12): tokens added to the bucket per second.
-    - ``burst`` (requests, default 3): bucket size, the most requests sent at once after an idle spell.
-    - ``max_in_flight`` (requests, default 8): the most requests awaiting a response at once.
+    - ``burst`` (requests, default 3): bucket size: the max number of requests sent back to back after an idle spell.
+    - ``max_in_flight`` (requests, default 8): the max number of requests awaiting a response at once.
     - ``deadline_s`` (s, default 120): how long a request may wait in the queue, counted from the call;
       a request still waiting then fails with ``GovernorDeadlineError`` and is never sent.
     - ``max_tries`` (attempts, default 5): attempts per request, the first one included.
@@ -346,7 +347,7 @@ class FirstEntryRule(_Section):
 
 
 class PriceMoveRule(_Section):
-    """Alert when the yes price of a market that a tracked wallet holds moves within a window.
+    """Alert when the yes price of a market with a tracked wallet's position moves within a window.
 
     ``unit = "points"`` measures the move in percentage points of probability (0.40 to 0.50 is 10);
     ``"relative"`` measures it against the price at the start of the window (0.40 to 0.50 is 25).
@@ -465,6 +466,11 @@ class AlertsSettings(_Section):
             seen.add(rule.name)
         if self.retry_max_s < self.retry_base_s:
             raise ValueError(f"retry_max_s ({self.retry_max_s}) must be at least retry_base_s ({self.retry_base_s})")
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError(
+                "webhook_urls need webhook_secret to sign each POST (X-Whaled-Signature); set it with "
+                "WHALED_ALERTS__WEBHOOK_SECRET or the webhook_secret credential"
+            )
         return self
 
 
@@ -472,6 +478,34 @@ class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
     levels: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = {}
+
+
+class MonitorSettings(_Section):
+    """The health conditions behind ``/healthz``, ``/metrics``, the dashboard and the stall alarm.
+
+    - ``check_interval_s`` (s, default 30): how often the stall alarm evaluates the conditions.
+    - ``job_stale_factor`` (default 3): a job is stale when its last success is older than this many
+      intervals; the daily cleanup job counts as an interval of one day.
+    - ``startup_grace_s`` (s, default 300): after a start, a job is stale only once this grace plus its
+      bound have passed without a success, so that a fresh daemon is not unhealthy.
+    - ``governor_paused_max_s`` (s, default 600): a governor paused (or probing) for longer is a problem.
+      The default is above the longest ``Retry-After`` pause that ``governor.retry_after_max_s`` allows.
+    - ``outbox_stuck_s`` (s, default 900): a pending delivery due for longer than this is a stuck outbox.
+    - ``workflow_stuck_s`` (s, default 1800): a pending or running workflow without progress for longer
+      is stuck.
+    - ``db_write_timeout_s`` (s, default 10): the write probe must commit within this time, or the
+      database counts as not writable.
+    - ``price_move_window_s`` (s, default 86400): the window of the dashboard's notable price moves.
+    """
+
+    check_interval_s: float = Field(30.0, gt=0, le=3600)
+    job_stale_factor: float = Field(3.0, ge=1, le=1000)
+    startup_grace_s: float = Field(300.0, ge=0)
+    governor_paused_max_s: float = Field(600.0, gt=0)
+    outbox_stuck_s: float = Field(900.0, gt=0)
+    workflow_stuck_s: float = Field(1800.0, gt=0)
+    db_write_timeout_s: float = Field(10.0, gt=0, le=600)
+    price_move_window_s: float = Field(86_400.0, gt=0, le=30 * 86_400)
 
 
 class Settings(BaseSettings):
@@ -495,6 +529,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @field_validator("wallets")
     @classmethod
