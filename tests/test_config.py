@@ -133,3 +133,10 @@ def test_example_config_is_valid() -> None:
     example = Path(__file__).parent.parent / "config.example.toml"
     settings = load_settings(example, environ={})
     assert settings.jobs.sync_whale_trades.interval_s == 60
+
+
+def test_empty_secret_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHALED_WEB__ACCESS_TOKEN", "  ")
+    monkeypatch.setenv("WHALED_WEB__HOST", "0.0.0.0")
+    with pytest.raises(ConfigError, match="access_token is required"):
+        load_settings(None)

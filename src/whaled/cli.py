@@ -16,6 +16,7 @@ from typing import Any
 from whaled import __version__
 from whaled.config import EXIT_CONFIG, Settings, load_settings
 from whaled.errors import ConfigError, WhaledError
+from whaled.web.errors import WebStartError
 
 __all__ = ["main"]
 
@@ -221,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings, verbose=getattr(args, "verbose", False))
     try:
         return asyncio.run(handler(args, settings))
-    except ConfigError as exc:
+    except (ConfigError, WebStartError) as exc:
+        # An unsafe or unusable listen address is a configuration problem: systemd must not restart on it.
         print(f"whaled: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except WhaledError as exc:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -78,6 +79,15 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _empty_secret_is_unset(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+Secret = Annotated[SecretStr | None, BeforeValidator(_empty_secret_is_unset)]
+
+
 def _lower_address(value: str) -> str:
     value = value.strip()
     if len(value) != 42 or not value.startswith("0x") or not _is_hex(value[2:]):
@@ -99,7 +109,7 @@ class _Section(BaseModel):
 class OpinionSettings(_Section):
     base_url: str = "https://openapi.opinion.trade/openapi"
     leaderboard_url: str = "https://proxy.opinion.trade:8443/api/bsc/api"
-    api_key: SecretStr | None = None
+    api_key: Secret = None
     chain_id: str = "56"
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
     read_timeout_s: float = Field(15.0, gt=0, le=600)
@@ -252,7 +262,7 @@ class WebSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8420, ge=0, le=65535)
-    access_token: SecretStr | None = None
+    access_token: Secret = None
     cors_origins: tuple[str, ...] = ()
     # The websocket feed (/ws); docs/feed.md describes each limit and the close code it leads to.
     heartbeat_s: float = Field(30.0, gt=0, le=3600)
@@ -279,7 +289,7 @@ class SmtpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(25, ge=1, le=65535)
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret = None
     sender: str = "whaled <whaled@localhost>"
     tls: Literal["auto", "implicit", "starttls", "none"] = "auto"
     connect_timeout_s: float = Field(10.0, gt=0)
@@ -405,7 +415,7 @@ class AlertsSettings(_Section):
     enabled: bool = True
     recipients: tuple[str, ...] = ()
     webhook_urls: tuple[str, ...] = ()
-    webhook_secret: SecretStr | None = None
+    webhook_secret: Secret = None
 
     # Rules. Trades older than max_trade_age_s when evaluated (a backfill) raise no alert.
     whale_trades: tuple[WhaleTradeRule, ...] = (WhaleTradeRule(),)
@@ -567,8 +577,12 @@ class _CredentialsSource(PydanticBaseSettingsSource):
         found: dict[str, Any] = {}
         for file_name, (section, key) in _CREDENTIAL_FILES.items():
             path = Path(directory, file_name)
-            if path.is_file():
-                found.setdefault(section, {})[key] = path.read_text(encoding="utf-8").strip()
+            if not path.is_file():
+                continue
+            secret = path.read_text(encoding="utf-8").strip()
+            # An empty credential file means "not set"; as an empty token it would switch authentication off.
+            if secret:
+                found.setdefault(section, {})[key] = secret
         return found
 
 
