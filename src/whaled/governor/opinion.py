@@ -7,12 +7,18 @@ from typing import TypeVar
 
 from whaled.governor.governor import Governor
 from whaled.governor.priority import Priority
+from whaled.governor.queue import GovernorDeadlineError
 from whaled.opinion.client import OpinionClient
+from whaled.opinion.errors import OpinionError
 from whaled.opinion.models import LatestPrice, LeaderboardEntry, Market, Page, Position, Trade
 
-__all__ = ["GovernedOpinion"]
+__all__ = ["REQUEST_ERRORS", "GovernedOpinion"]
 
 T = TypeVar("T")
+
+# What a governed call raises when that one request failed (after its retries, or unsent past its deadline).
+# Callers that carry on with other work catch these; a closed governor or a bug still propagates.
+REQUEST_ERRORS = (OpinionError, GovernorDeadlineError)
 
 
 class GovernedOpinion:

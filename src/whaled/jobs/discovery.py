@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 from whaled.clock import now_ms
+from whaled.governor.opinion import REQUEST_ERRORS
 from whaled.jobs.base import JobContext
 from whaled.log import jobs_logger as logger
-from whaled.opinion.errors import OpinionError
 from whaled.store.db import Database, Transaction
 from whaled.store.wallets import set_tracked, upsert_wallet
 
@@ -59,7 +59,7 @@ async def refresh_discovered_wallets(ctx: JobContext, *, force: bool = False) ->
         return {"refreshed": False}
     try:
         candidates = await _fetch_candidates(ctx)
-    except OpinionError as exc:
+    except REQUEST_ERRORS as exc:
         logger.warning("Whale discovery degraded, keeping the previous wallets: %s", exc)
         async with ctx.db.transaction() as tx:
             await _set_meta(tx, _LAST_ERROR, json.dumps({"at_ms": now_ms(), "error": str(exc)}))

@@ -13,9 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from whaled.clock import now_ms
+from whaled.governor.opinion import REQUEST_ERRORS
 from whaled.jobs.base import JobContext, JobResult
 from whaled.log import jobs_logger as logger
-from whaled.opinion.errors import OpinionError
 from whaled.opinion.models import Position, canonical
 from whaled.opinion.pagination import paginate
 from whaled.store.db import Transaction
@@ -244,7 +244,7 @@ async def _update_wallet(ctx: JobContext, wallet: TrackedWallet) -> bool:
     positions: list[Position] | None
     try:
         positions = await _fetch_positions(ctx, wallet.address)
-    except OpinionError as exc:
+    except REQUEST_ERRORS as exc:
         logger.warning("Positions of wallet %s unavailable, stats use stored trades only: %s", wallet.address, exc)
         positions = None
     stats = await compute_wallet_stats(trades, markets, positions, ctx)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from whaled.clock import now_ms
+from whaled.governor.opinion import REQUEST_ERRORS
 from whaled.jobs.base import JobContext, JobResult
 from whaled.log import jobs_logger as logger
-from whaled.opinion.errors import OpinionError
 from whaled.opinion.models import Market, canonical
 from whaled.opinion.pagination import paginate
 from whaled.store.markets import (
@@ -52,7 +52,7 @@ class _Run:
             assert row.yes_token_id is not None
             try:
                 latest = await self.ctx.api.latest_price(row.yes_token_id)
-            except OpinionError as exc:
+            except REQUEST_ERRORS as exc:
                 self.price_failures += 1
                 logger.debug("Price of market %d unavailable: %s", row.market_id, exc)
                 continue

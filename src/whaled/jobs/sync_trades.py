@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from whaled.governor.opinion import REQUEST_ERRORS
 from whaled.jobs.base import JobContext, JobResult
 from whaled.jobs.discovery import refresh_discovered_wallets
 from whaled.log import jobs_logger as logger
@@ -92,7 +93,7 @@ async def _sync_one(ctx: JobContext, wallet: TrackedWallet, slots: asyncio.Semap
     async with slots:
         try:
             return await sync_wallet_trades(ctx, wallet)
-        except OpinionError as exc:
+        except REQUEST_ERRORS as exc:
             logger.warning("Trade sync of wallet %s failed: %s", wallet.address, exc)
             async with ctx.db.transaction() as tx:
                 await record_sync_error(tx, wallet.address, str(exc))
