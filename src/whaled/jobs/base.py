@@ -1,4 +1,4 @@
-"""What every job receives and returns."""
+"""The context every job receives and the result it returns."""
 
 from __future__ import annotations
 

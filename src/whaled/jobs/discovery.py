@@ -1,7 +1,7 @@
 """Whale discovery: refresh the discovered part of the tracked set from the leaderboard, at most daily.
 
-The leaderboard is an undocumented web-app endpoint that may fail or change without notice. A failure keeps
-the previous set, is stored as ``discovery.last_error`` in ``meta`` and logged; it never fails the job.
+The leaderboard is an undocumented web-app endpoint that may fail or change without notice. A failed request
+keeps the previous set, is stored as ``discovery.last_error`` in ``meta`` and logged, and does not fail the job.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Volumes and PnL are summed with ``Decimal`` in Python, so they stay exact. A wallet's result on a resolved
 market is its cash flow there (sells and merges minus buys) plus one unit per share still held on the
-winning side; a positive result is a win. The win rate is reported with its sample size.
+winning side. A positive result is a win, and the win rate is reported with its sample size.
 """
 
 from __future__ import annotations

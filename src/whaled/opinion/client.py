@@ -1,7 +1,7 @@
 """The Opinion OpenAPI client: one aiohttp session, one HTTP request per method call.
 
 The client does not pace or retry: the governor wraps every call (see ``whaled.governor``). Errors are typed
-(:mod:`whaled.opinion.errors`) and carry ``transient`` so that the governor knows what to retry.
+(:mod:`whaled.opinion.errors`) and carry ``transient``, from which the governor decides what to retry.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ __all__ = [
 
 
 class OpinionError(WhaledError):
-    """A request to Opinion failed. ``transient`` tells the governor whether a retry may help."""
+    """A request to Opinion failed. ``transient`` is true when a retry may succeed."""
 
     transient = False
 
@@ -27,7 +27,7 @@ class OpinionError(WhaledError):
 
 
 class OpinionHTTPError(OpinionError):
-    """The server answered with a non-2xx HTTP status."""
+    """The server returned a non-2xx HTTP status."""
 
     def __init__(
         self,

@@ -176,7 +176,7 @@ class Database:
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Lend a read-only connection from the pool; each statement sees the latest commit."""
+        """Lend a read-only connection from the pool. Each statement reads the latest commit."""
         if self._readers.empty() and len(self._all_readers) < self._reader_count:
             conn = await self._open_reader()
         else:

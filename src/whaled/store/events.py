@@ -97,7 +97,7 @@ async def append_events(
     """Append many events with one statement; return ``(last_id, count)``.
 
     Each row is ``(topic, type, wallet, market_id, payload)``. The ids are consecutive because the caller
-    holds the only write connection inside one transaction.
+    uses the only write connection, inside one transaction.
     """
     if not rows:
         return 0, 0

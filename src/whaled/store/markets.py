@@ -61,7 +61,7 @@ class MarketRow:
 
 @dataclass(frozen=True, slots=True)
 class MarketChange:
-    """What an upsert did to one market, for the events of the sync."""
+    """The kind of change an upsert made to one market, for the events of the sync."""
 
     kind: str  # "new", "changed", "resolved" or "same"
     changes: dict[str, tuple[Any, Any]]

@@ -1,7 +1,7 @@
 """Queries on trades, per-wallet sync cursors and sync gaps.
 
 :func:`store_trade_page` is the ingest hot path: one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING``
-stores a page and tells which rows were new, and one multi-row insert appends their events.
+stores a page and returns the ids of the new rows, and one ``INSERT … SELECT`` appends their events.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ _MICRO = Decimal("0.000001")
 
 @dataclass(frozen=True, slots=True)
 class SyncCursor:
-    """Where the last complete walk of a wallet's trades ended: its newest trade's time."""
+    """The end of the last complete walk of a wallet's trades: the time of its newest trade."""
 
     wallet: str
     newest_created_ms: int | None
