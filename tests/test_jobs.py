@@ -347,3 +347,86 @@ async def test_trade_sync_exactly_once_across_sigkill(
         await client.close()
         await governor.close()
         await db.close()
+
+
+async def test_departed_market_resolution_recorded(
+    simulator: RunningSimulator, make_settings: Callable[..., Settings]
+) -> None:
+    """A market resolving after it left the first pages of the resolved list is still recorded, by id."""
+    settings = make_settings(whales={"resolved_lookback_pages": 0})
+    db = await Database.open(settings.store.path)
+    client, governor, api = build_opinion(settings)
+    try:
+        runner = JobRunner(db, api, settings)
+        await runner.run("sync-markets")
+        binary = next(m for m in simulator.state.list_markets(status="activated", market_type=0, sort_by=None))
+        simulator.state.resolve_market(binary["marketId"], "yes")
+        record = await runner.run("sync-markets")
+        assert record.outcome == "success"
+        row = await db.fetchone(
+            "SELECT status, winning_outcome FROM markets WHERE market_id = ?", (binary["marketId"],)
+        )
+        assert row is not None
+        assert row["status"] == 4
+        assert row["winning_outcome"] == (binary["yesLabel"] or "Yes")
+        events = await db.fetchall("SELECT id FROM events WHERE type = 'market.resolved'")
+        assert len(events) == 1
+    finally:
+        await client.close()
+        await governor.close()
+        await db.close()
+
+
+async def test_malformed_row_skipped_others_stored(job_runner: JobRunner, simulator: RunningSimulator) -> None:
+    wallet = (await tracked(job_runner))[0]
+    await job_runner.run("sync-whale-trades")
+    simulator.state.advance(1)
+    simulator.state.add_trade(wallet, side="Redeem")
+    simulator.state.advance(1)
+    good = simulator.state.add_trade(wallet)
+    record = await job_runner.run("sync-whale-trades")
+    assert record.outcome == "success"
+    assert record.items == 1
+    row = await job_runner.db.fetchone("SELECT details FROM job_runs WHERE id = ?", (record.run_id,))
+    assert row is not None
+    assert json.loads(row["details"])["rejected_rows"] == 1
+    assert await count(job_runner, "SELECT count(*) FROM trades WHERE tx_hash = ?", good["txHash"].lower()) == 1
+    again = await job_runner.run("sync-whale-trades")
+    assert again.outcome == "success"
+
+
+async def test_future_trade_does_not_freeze_cursor(job_runner: JobRunner, simulator: RunningSimulator) -> None:
+    wallet = (await tracked(job_runner))[0]
+    await job_runner.run("sync-whale-trades")
+    simulator.state.add_trade(wallet, createdAt=now_ms() // 1000 + 30 * 86_400)
+    await job_runner.run("sync-whale-trades")
+    cursor = await job_runner.db.fetchone("SELECT newest_created_ms FROM sync_cursors WHERE wallet = ?", (wallet,))
+    assert cursor is not None
+    assert cursor[0] <= now_ms() + 86_400_000
+    simulator.state.advance(5)
+    later = simulator.state.add_trade(wallet)
+    await job_runner.run("sync-whale-trades")
+    assert await count(job_runner, "SELECT count(*) FROM trades WHERE tx_hash = ?", later["txHash"].lower()) == 1
+
+
+async def test_overlapping_run_is_skipped(job_runner: JobRunner, simulator: RunningSimulator) -> None:
+    simulator.faults.add_latency(0.2, path="/market", count=1)
+    first, second = await asyncio.gather(
+        job_runner.run("sync-markets", trigger="startup"), job_runner.run("sync-markets", trigger="schedule")
+    )
+    assert first.outcome == "success"
+    assert second.outcome == "skipped"
+    assert second.trigger == "schedule"
+    assert "of this job is still going" in (second.error or "")
+
+
+async def test_positions_outage_fails_stats_keeps_figures(job_runner: JobRunner, simulator: RunningSimulator) -> None:
+    await job_runner.run("sync-whale-trades")
+    assert (await job_runner.run("compute-whale-stats")).outcome == "success"
+    before = await job_runner.db.fetchall("SELECT wallet, open_positions, open_value FROM wallet_stats ORDER BY wallet")
+    simulator.faults.api_error(10403, "restricted jurisdiction", path="/positions/user")
+    record = await job_runner.run("compute-whale-stats")
+    assert record.outcome == "failure"
+    assert "positions unavailable for all 3 wallets" in (record.error or "")
+    after = await job_runner.db.fetchall("SELECT wallet, open_positions, open_value FROM wallet_stats ORDER BY wallet")
+    assert [tuple(row) for row in after] == [tuple(row) for row in before]

@@ -35,6 +35,10 @@ class GovernedOpinion:
         self.page_limit = client.page_limit
         self.calls = 0
 
+    @property
+    def governor(self) -> Governor:
+        return self._governor
+
     def with_priority(self, priority: Priority) -> GovernedOpinion:
         return GovernedOpinion(self._client, self._governor, priority=priority)
 

@@ -96,8 +96,18 @@ class JobRunner:
         """
         definition = self.definition(name)
         timeout_s = definition.settings(self.settings).timeout_s
+        if name in self.running:
+            # One run of a job at a time, whatever started it: the scheduler, startup or an operator.
+            other = f"run {self.running[name]}" if self.running[name] else "another run"
+            reason = f"run requested by {trigger} skipped: {other} of this job is still going"
+            return await self.record_not_run(name, "skipped", scheduled_ms, reason, trigger=trigger)
         started = now_ms()
-        run_id = await self._open_run(name, trigger, scheduled_ms, started)
+        self.running[name] = 0  # taken before the first await, so that a concurrent call sees it
+        try:
+            run_id = await self._open_run(name, trigger, scheduled_ms, started)
+        except BaseException:
+            del self.running[name]
+            raise
         api = self.api.view()
         ctx = JobContext(db=self.db, api=api, settings=self.settings, run_id=run_id, pruners=self.pruners)
         logger.info("Job %s run %d started (%s)", name, run_id, trigger)
@@ -112,7 +122,7 @@ class JobRunner:
             outcome = "success"
         except TimeoutError as exc:
             if deadline.expired():
-                outcome, error = "timeout", f"run exceeded its timeout of {timeout_s:g} s"
+                outcome, error = "timeout", f"run exceeded its timeout of {timeout_s:g} s{self._governor_note()}"
             else:
                 error = f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
@@ -130,6 +140,13 @@ class JobRunner:
             await asyncio.shield(self._close_run(record, result.details))
         self._log_outcome(record)
         return record
+
+    def _governor_note(self) -> str:
+        """Explain a timeout caused by a paused governor, which holds every request back."""
+        snapshot = self.api.governor.snapshot()
+        if snapshot.state == "running":
+            return ""
+        return f" while the API governor was {snapshot.state}: {snapshot.state_reason}"
 
     def _log_outcome(self, record: RunRecord) -> None:
         seconds = (record.finished_ms - record.started_ms) / 1000
@@ -191,7 +208,9 @@ class JobRunner:
             await asyncio.wait(still_running, timeout=grace_s)
         return len(still_running)
 
-    async def record_not_run(self, name: str, outcome: str, scheduled_ms: int | None, reason: str) -> None:
+    async def record_not_run(
+        self, name: str, outcome: str, scheduled_ms: int | None, reason: str, *, trigger: str = "schedule"
+    ) -> RunRecord:
         """Record a run that did not happen: ``missed`` (too late to start) or ``skipped`` (still running)."""
         self.counters[(name, outcome)] += 1
         now = now_ms()
@@ -199,12 +218,13 @@ class JobRunner:
         async with self.db.transaction() as tx:
             cursor = await tx.execute(
                 "INSERT INTO job_runs (job, trigger, scheduled_ms, started_ms, finished_ms, outcome, error) "
-                "VALUES (?, 'schedule', ?, ?, ?, ?, ?)",
-                (name, scheduled_ms, now, now, outcome, reason),
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, trigger, scheduled_ms, now, now, outcome, reason),
             )
             assert cursor.lastrowid is not None
-            record = RunRecord(cursor.lastrowid, name, "schedule", outcome, 0, 0, reason, now, now)
+            record = RunRecord(cursor.lastrowid, name, trigger, outcome, 0, 0, reason, now, now)
             await tx.append_event("job", "job.run", _run_payload(record))
+        return record
 
     async def close_abandoned_runs(self) -> int:
         """Mark runs left ``running`` by a process that died as failed; return how many there were."""

@@ -75,7 +75,8 @@ class Scheduler:
         self.runner = runner
         self.settings = settings
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._shut_down = False
 
     def start(self) -> None:
         for name, definition in JOBS.items():
@@ -100,7 +101,12 @@ class Scheduler:
             logger.info("Job %s scheduled %s, next run at %s", job_info.id, job_info.trigger, job_info.next_run_time)
 
     async def _run_scheduled(self, name: str) -> None:
-        await self.runner.run(name, trigger="schedule")
+        try:
+            await self.runner.run(name, trigger="schedule")
+        except asyncio.CancelledError:
+            # The runner has recorded the run as cancelled. This task belongs to APScheduler's executor,
+            # which would log the cancellation as a job error with a traceback; nothing awaits its result.
+            logger.debug("Job %s run cancelled at shutdown", name)
 
     def _on_not_run(self, event: JobEvent) -> None:
         # APScheduler calls listeners synchronously from its own loop callbacks; record the run in a task.
@@ -129,9 +135,17 @@ class Scheduler:
             self._scheduler.modify_job(name, misfire_grace_time=max(1, int(job.misfire_grace_s)))
             self._scheduler.reschedule_job(name, trigger=build_trigger(job))
 
-    async def shutdown(self) -> None:
-        """Stop firing new runs; runs in progress are cancelled by their owner."""
+    def pause(self) -> None:
+        """Stop firing new runs and leave runs in progress alone (``shutdown`` would cancel them)."""
         if self._scheduler.running:
+            self._scheduler.pause()
+
+    async def shutdown(self) -> None:
+        """Stop firing new runs; runs in progress are cancelled by their owner. Safe to call twice."""
+        # AsyncIOScheduler defers its shutdown to a loop callback, so ``running`` stays true until that
+        # callback runs, and a second call would raise SchedulerNotRunningError inside the loop.
+        if self._scheduler.running and not self._shut_down:
+            self._shut_down = True
             self._scheduler.shutdown(wait=False)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from whaled.clock import now_ms
+from whaled.errors import WhaledError
 from whaled.governor.opinion import REQUEST_ERRORS
 from whaled.jobs.base import JobContext, JobResult
 from whaled.log import jobs_logger as logger
@@ -21,7 +22,7 @@ from whaled.opinion.pagination import paginate
 from whaled.store.db import Transaction
 from whaled.store.wallets import TrackedWallet, tracked_wallets
 
-__all__ = ["WalletStats", "compute_wallet_stats", "compute_whale_stats"]
+__all__ = ["PositionsUnavailableError", "WalletStats", "compute_wallet_stats", "compute_whale_stats"]
 
 _DAY_MS = 86_400_000
 _RESOLVED = 4
@@ -234,20 +235,35 @@ _ROW_COLUMNS = (
 )
 
 
-async def _update_wallet(ctx: JobContext, wallet: TrackedWallet) -> bool:
-    """Compute and store one wallet's stats; return True when they changed."""
+async def _previous_positions(ctx: JobContext, wallet: str, stats: WalletStats) -> None:
+    """Carry the last known open-position figures over when the positions endpoint is unavailable."""
+    before = await ctx.db.fetchone(
+        "SELECT open_positions, open_value, unrealized_pnl FROM wallet_stats WHERE wallet = ?", (wallet,)
+    )
+    if before is not None:
+        stats.open_positions = before["open_positions"]
+        stats.open_value = Decimal(before["open_value"])
+        stats.unrealized_pnl = Decimal(before["unrealized_pnl"])
+
+
+async def _update_wallet(ctx: JobContext, wallet: TrackedWallet) -> tuple[bool, bool]:
+    """Compute and store one wallet's stats; return (stats changed, positions were read)."""
     trades = await ctx.db.fetchall("SELECT * FROM trades WHERE wallet = ?", (wallet.address,))
     market_ids = sorted({trade["market_id"] for trade in trades})
     placeholders = ",".join("?" * len(market_ids))
     market_rows = await ctx.db.fetchall(f"SELECT * FROM markets WHERE market_id IN ({placeholders})", market_ids)
     markets = {row["market_id"]: row for row in market_rows}
+
     positions: list[Position] | None
     try:
         positions = await _fetch_positions(ctx, wallet.address)
     except REQUEST_ERRORS as exc:
-        logger.warning("Positions of wallet %s unavailable, stats use stored trades only: %s", wallet.address, exc)
+        logger.warning("Positions of wallet %s unavailable, keeping the last known ones: %s", wallet.address, exc)
         positions = None
     stats = await compute_wallet_stats(trades, markets, positions, ctx)
+    if positions is None:
+        await _previous_positions(ctx, wallet.address, stats)
+
     now = now_ms()
     row = _stats_row(wallet.address, stats, now)
     async with ctx.db.transaction() as tx:
@@ -269,19 +285,37 @@ async def _update_wallet(ctx: JobContext, wallet: TrackedWallet) -> bool:
                 "changed": changed,
             }
             await tx.append_event("wallet", "wallet.stats_changed", payload, wallet=wallet.address)
-    return bool(changed)
+    return bool(changed), positions is not None
 
 
 async def compute_whale_stats(ctx: JobContext) -> JobResult:
     wallets = await tracked_wallets(ctx.db)
-    changed = 0
+    changed = positions_failed = 0
     for wallet in wallets:
-        if await _update_wallet(ctx, wallet):
-            changed += 1
+        wallet_changed, positions_read = await _update_wallet(ctx, wallet)
+        changed += wallet_changed
+        positions_failed += not positions_read
     async with ctx.db.transaction() as tx:
         await tx.execute(
             "UPDATE wallet_stats SET rank = (SELECT count(*) + 1 FROM wallet_stats AS other "
             "WHERE other.volume_30d_micro > wallet_stats.volume_30d_micro)"
         )
-    logger.info("Whale stats computed for %d wallets, %d changed", len(wallets), changed)
-    return JobResult(items=len(wallets), details={"wallets": len(wallets), "changed": changed})
+    logger.info(
+        "Whale stats computed for %d wallets, %d changed, positions unavailable for %d",
+        len(wallets), changed, positions_failed,
+    )  # fmt: skip
+    if wallets and positions_failed == len(wallets):
+        # Trade-based figures are stored, but an outage of the positions endpoint must not look like success.
+        raise PositionsUnavailableError(len(wallets))
+    details = {"wallets": len(wallets), "changed": changed, "positions_failed": positions_failed}
+    return JobResult(items=len(wallets), details=details)
+
+
+class PositionsUnavailableError(WhaledError):
+    """The positions endpoint failed for every wallet, so open positions are stale."""
+
+    def __init__(self, wallets: int) -> None:
+        super().__init__(
+            f"positions unavailable for all {wallets} wallets; trade-based stats were stored, open positions "
+            "keep their last known values (see the warnings above for the API errors)"
+        )

@@ -26,8 +26,13 @@ from whaled.store.markets import (
 
 __all__ = ["sync_markets"]
 
-# sortBy=1 lists the newest first, so the first pages of resolved markets hold the recent resolutions.
+# sortBy=1 lists the newest markets first. The resolved list has no "recently resolved" order, so a market
+# that left the activated list is also looked up by id (see _Run.refresh_departed).
 _SORT_NEW = 1
+# Most markets looked up by id per run because they left the activated list; the rest wait for the next run.
+_DEPARTED_LOOKUPS_MAX = 100
+# Statuses of a market that is not finished yet: created, activated, resolving.
+_OPEN_STATUSES = (1, 2, 3)
 
 
 class _Run:
@@ -37,8 +42,9 @@ class _Run:
         self.started = now_ms()
         self.price_budget = self.whales.price_lookups_max
         self.price_failures = 0
-        self.counts = {"markets": 0, "new": 0, "changed": 0, "resolved": 0, "snapshots": 0}
+        self.counts = {"markets": 0, "new": 0, "changed": 0, "resolved": 0, "snapshots": 0, "departed": 0}
         self.initial = False
+        self.seen_roots: set[int] = set()
 
     async def fetch_prices(self, rows: list[MarketRow]) -> dict[int, str]:
         """Look up the yes-token price of each open tradable market on the page, within the run's budget."""
@@ -60,6 +66,7 @@ class _Run:
         return prices
 
     async def store_page(self, markets: list[Market]) -> None:
+        self.seen_roots.update(market.market_id for market in markets)
         rows = [row for market in markets for row in flatten_market(market)]
         prices = await self.fetch_prices(rows)
         async with self.ctx.db.transaction() as tx:
@@ -101,6 +108,29 @@ class _Run:
         ):
             await self.store_page(page.items)
 
+    async def refresh_departed(self) -> None:
+        """Look up by id the stored open markets that left the activated list: they resolved or closed.
+
+        Without this, a market resolving long after its creation would never reach the first pages of the
+        resolved list, and its resolution would go unrecorded.
+        """
+        rows = await self.ctx.db.fetchall(
+            "SELECT market_id, market_type FROM markets WHERE is_root = 1 AND status IN "
+            f"({', '.join('?' * len(_OPEN_STATUSES))}) ORDER BY updated_ms LIMIT ?",
+            (*_OPEN_STATUSES, _DEPARTED_LOOKUPS_MAX + len(self.seen_roots)),
+        )
+        departed = [row for row in rows if row["market_id"] not in self.seen_roots][:_DEPARTED_LOOKUPS_MAX]
+        for row in departed:
+            api = self.ctx.api
+            lookup = api.get_categorical_market if row["market_type"] == 1 else api.get_market
+            try:
+                market = await lookup(row["market_id"])
+            except REQUEST_ERRORS as exc:
+                logger.warning("Market %d left the activated list but cannot be read: %s", row["market_id"], exc)
+                continue
+            self.counts["departed"] += 1
+            await self.store_page([market])
+
 
 async def sync_markets(ctx: JobContext) -> JobResult:
     run = _Run(ctx)
@@ -109,6 +139,7 @@ async def sync_markets(ctx: JobContext) -> JobResult:
     await run.walk("activated", ctx.settings.opinion.max_pages)
     if ctx.settings.whales.resolved_lookback_pages:
         await run.walk("resolved", ctx.settings.whales.resolved_lookback_pages, sort_by=_SORT_NEW)
+    await run.refresh_departed()
     details: dict[str, object] = dict(run.counts)
     details["price_failures"] = run.price_failures
     logger.info(

@@ -269,12 +269,39 @@ def _page(result: Any, adapter: TypeAdapter[list[M]], endpoint: str) -> Page[M]:
     rows = result.get("list")
     if rows is None:
         rows = []
+    rejected: tuple[str, ...] = ()
     try:
         items = adapter.validate_python(rows)
     except ValidationError as exc:
-        raise OpinionPayloadError(endpoint, _validation_summary(exc)) from None
+        items, rejected = _validate_rows(rows, adapter, endpoint, exc)
     total = result.get("total")
-    return Page(total=int(total) if isinstance(total, int | str) and str(total).isdigit() else None, items=items)
+    return Page(
+        total=int(total) if isinstance(total, int | str) and str(total).isdigit() else None,
+        items=items,
+        rejected=rejected,
+    )
+
+
+def _validate_rows(
+    rows: Any, adapter: TypeAdapter[list[M]], endpoint: str, first_error: ValidationError
+) -> tuple[list[M], tuple[str, ...]]:
+    """Validate a list row by row, so that one malformed row does not hide the others.
+
+    :raises OpinionPayloadError: when the list itself is malformed or no row is valid, since that points to a
+        changed API rather than one bad row.
+    """
+    if not isinstance(rows, list) or not rows:
+        raise OpinionPayloadError(endpoint, _validation_summary(first_error))
+    items: list[M] = []
+    rejected: list[str] = []
+    for index, row in enumerate(rows):
+        try:
+            items.extend(adapter.validate_python([row]))
+        except ValidationError as exc:
+            rejected.append(f"row {index}: {_validation_summary(exc).removeprefix('unexpected payload at 0.')}")
+    if not items:
+        raise OpinionPayloadError(endpoint, _validation_summary(first_error))
+    return items, tuple(rejected)
 
 
 def _validation_summary(exc: ValidationError) -> str:

@@ -35,12 +35,20 @@ TradeSide = Literal["buy", "sell", "split", "merge"]
 
 
 def to_ms(value: Any) -> int | None:
-    """Normalise a Unix time in seconds or milliseconds to milliseconds; ``0`` and empty mean none."""
+    """Normalise a Unix time in seconds, milliseconds, microseconds or nanoseconds to milliseconds.
+
+    ``0`` and empty mean none. The unit is read from the magnitude, which is unambiguous for any time
+    between 1973 and 33658.
+    """
     if value is None or value == "":
         return None
     number = int(value)
     if number <= 0:
         return None
+    if number >= _MS_THRESHOLD * 1_000_000:
+        return number // 1_000_000
+    if number >= _MS_THRESHOLD * 1000:
+        return number // 1000
     return number if number >= _MS_THRESHOLD else number * 1000
 
 
@@ -221,6 +229,13 @@ class Page(BaseModel, Generic[T]):
 
     total: int | None = None
     items: list[T]
+    # Rows that did not validate, each described as "row N: problem", while the rest of the page did.
+    rejected: tuple[str, ...] = ()
+
+    @property
+    def row_count(self) -> int:
+        """Rows the server sent, rejected ones included: what pagination must count."""
+        return len(self.items) + len(self.rejected)
 
 
 def canonical(number: Decimal) -> str:

@@ -37,8 +37,8 @@ async def paginate(
         if previous is not None and page.items and page.items == previous:
             raise OpinionPaginationError(what, number)
         yield number, page
-        fetched += len(page.items)
-        if len(page.items) < limit:
+        fetched += page.row_count
+        if page.row_count < limit:
             return
         if page.total is not None and fetched >= page.total:
             return

@@ -46,6 +46,11 @@ class WebServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    async def stop_listening(self) -> None:
+        """Stop accepting connections; requests and websocket clients already connected carry on."""
+        for site in list(self._runner.sites):
+            await site.stop()
+
     async def close(self) -> None:
         """Stop listening, close websocket clients with code 1001, finish requests, then stop the feed."""
         # AppRunner.cleanup() stops the site, runs on_shutdown (the feed closes its clients there), waits
