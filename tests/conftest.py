@@ -9,7 +9,15 @@ import pytest
 
 from whaled.store import Database
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.fixtures.browser",
+    "tests.fixtures.governor",
+    "tests.fixtures.jobs",
+    "tests.fixtures.service",
+    "tests.fixtures.simulator",
+    "tests.fixtures.smtp",
+    "tests.fixtures.web",
+]
 
 
 @pytest.fixture

@@ -11,12 +11,15 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whaled import __version__
 from whaled.config import EXIT_CONFIG, Settings, load_settings
 from whaled.errors import ConfigError, WhaledError
 from whaled.web.errors import WebStartError
+
+if TYPE_CHECKING:
+    from whaled.jobs import JobSchedule
 
 __all__ = ["main"]
 
@@ -36,6 +39,9 @@ def configure_logging(settings: Settings, *, verbose: bool = False) -> None:
         root.removeHandler(handler)
     root.addHandler(build_handler(settings.log.format))
     apply_log_levels(settings.log, verbose=verbose)
+    if "aiosqlite" not in settings.log.levels:
+        # At DEBUG, aiosqlite logs every SQL statement with its parameters; log.levels can still ask for that.
+        logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,9 +74,12 @@ def _format_ms(value: int | None) -> str | None:
 
 
 async def _job_table(settings: Settings) -> list[dict[str, Any]]:
+    """List each job's schedule and last run; when the database file does not exist, no job has a last run."""
     from whaled.app import open_database
     from whaled.jobs import job_schedules
 
+    if not settings.store.path.exists():
+        return [_job_row(schedule, None, None) for schedule in job_schedules(settings)]
     db = await open_database(settings)
     try:
         rows = []
@@ -82,19 +91,21 @@ async def _job_table(settings: Settings) -> list[dict[str, Any]]:
             success = await db.fetchone(
                 "SELECT max(finished_ms) FROM job_runs WHERE job = ? AND outcome = 'success'", (schedule.name,)
             )
-            rows.append(
-                {
-                    "name": schedule.name,
-                    "enabled": schedule.enabled,
-                    "trigger": schedule.trigger,
-                    "next_run": schedule.next_run.isoformat() if schedule.next_run else None,
-                    "last_run": None if last is None else _run_summary(last),
-                    "last_success": _format_ms(success[0]) if success else None,
-                }
-            )
+            rows.append(_job_row(schedule, last, success[0] if success else None))
         return rows
     finally:
         await db.close()
+
+
+def _job_row(schedule: JobSchedule, last: Any, last_success_ms: int | None) -> dict[str, Any]:
+    return {
+        "name": schedule.name,
+        "enabled": schedule.enabled,
+        "trigger": schedule.trigger,
+        "next_run": schedule.next_run.isoformat() if schedule.next_run else None,
+        "last_run": None if last is None else _run_summary(last),
+        "last_success": _format_ms(last_success_ms),
+    }
 
 
 def _run_summary(row: Any) -> dict[str, Any]:
@@ -112,6 +123,13 @@ def _run_summary(row: Any) -> dict[str, Any]:
 
 
 async def cmd_jobs_list(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.store.path.exists():
+        # On stderr, so that --json output stays valid JSON.
+        print(
+            f"database {str(settings.store.path)!r} does not exist yet, so no job has run; "
+            "the daemon creates it at its first start",
+            file=sys.stderr,
+        )
     rows = await _job_table(settings)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -127,8 +145,12 @@ async def cmd_jobs_list(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_jobs_run(args: argparse.Namespace, settings: Settings) -> int:
     from whaled.app import apply_config_wallets, build_opinion, default_pruners, open_database
     from whaled.governor import Priority
-    from whaled.jobs import JobRunner
+    from whaled.jobs import JOBS, JobRunner, UnknownJobError
 
+    # Checked before the database is opened, migrated or given the config's wallets.
+    if args.name not in JOBS:
+        print(f"whaled: {UnknownJobError(args.name)}", file=sys.stderr)
+        return EXIT_USAGE
     db = await open_database(settings)
     client, governor, api = build_opinion(settings)
     try:
@@ -215,7 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
-        settings = Settings() if getattr(args, "skip_config", False) else load_settings(getattr(args, "config", None))
+        if getattr(args, "skip_config", False):
+            # The demo writes its own config file; only WHALED_* variables apply to its logging here.
+            settings = load_settings(None, environ={})
+        else:
+            settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:
         print(f"whaled: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,7 +29,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from whaled.errors import ConfigError
 
@@ -67,7 +71,9 @@ _CREDENTIAL_FILES = {
     "web_access_token": ("web", "access_token"),
     "webhook_secret": ("alerts", "webhook_secret"),
 }
-_SECRET_KEYS = {"api_key", "password", "access_token", "webhook_secret"}
+# A key whose name contains one of these (case-insensitive) never has its value shown in an error.
+_SECRET_NAME_PARTS = ("key", "secret", "token", "password")
+_DAY_S = 86_400
 
 
 def is_loopback_host(host: str) -> bool:
@@ -103,7 +109,28 @@ WalletAddress = Annotated[str, AfterValidator(_lower_address)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False rejects inf and nan (TOML literals, or strings such as "inf") in every float and Decimal.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+_FIELD_PROBLEMS = "whaled_field_problems"
+_NO_VALUE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldProblem:
+    """A problem found by a cross-field validator; ``key`` is dotted and relative to the validated model."""
+
+    key: str
+    message: str
+    value: object = _NO_VALUE
+
+
+def _raise_problems(problems: Sequence[_FieldProblem]) -> None:
+    """Raise the problems as one pydantic error that :func:`_describe_errors` expands to one line per key."""
+    if problems:
+        summary = "; ".join(f"{problem.key}: {problem.message}" for problem in problems)
+        raise PydanticCustomError(_FIELD_PROBLEMS, "{summary}", {"summary": summary, "problems": tuple(problems)})
 
 
 class OpinionSettings(_Section):
@@ -127,11 +154,11 @@ class OpinionSettings(_Section):
     @model_validator(mode="after")
     def _timeouts_fit(self) -> OpinionSettings:
         if self.total_timeout_s < max(self.connect_timeout_s, self.read_timeout_s):
-            raise ValueError(
-                "total_timeout_s must be at least connect_timeout_s and read_timeout_s "
-                f"(got total {self.total_timeout_s}, connect {self.connect_timeout_s}, "
-                f"read {self.read_timeout_s})"
+            message = (
+                f"must be at least connect_timeout_s ({self.connect_timeout_s}) "
+                f"and read_timeout_s ({self.read_timeout_s})"
             )
+            _raise_problems([_FieldProblem("total_timeout_s", message, self.total_timeout_s)])
         return self
 
 
@@ -159,14 +186,14 @@ class GovernorSettings(_Section):
     rate_per_s: float = Field(12.0, gt=0, le=15)
     burst: int = Field(3, ge=1, le=100)
     max_in_flight: int = Field(8, ge=1, le=100)
-    deadline_s: float = Field(120.0, gt=0)
+    deadline_s: float = Field(120.0, gt=0, le=3600)
     max_tries: int = Field(5, ge=1, le=20)
-    max_retry_time_s: float = Field(60.0, gt=0)
+    max_retry_time_s: float = Field(60.0, gt=0, le=3600)
     retry_base_s: float = Field(0.5, gt=0, le=60)
     retry_max_delay_s: float = Field(30.0, gt=0, le=600)
     retry_after_max_s: float = Field(300.0, gt=0, le=3600)
     failure_threshold: int = Field(10, ge=1)
-    pause_s: float = Field(30.0, gt=0)
+    pause_s: float = Field(30.0, gt=0, le=3600)
 
 
 class WalletEntry(_Section):
@@ -179,7 +206,7 @@ class DiscoverySettings(_Section):
     top_n: int = Field(25, ge=1, le=100)
     data_types: tuple[Literal["volume", "profit"], ...] = ("volume", "profit")
     periods_days: tuple[Literal[1, 7, 30], ...] = (1, 7, 30)
-    refresh_h: float = Field(24.0, ge=1)
+    refresh_h: float = Field(24.0, ge=1, le=30 * 24)
     max_wallets: int = Field(100, ge=1, le=1000)
 
 
@@ -194,16 +221,18 @@ class WhaleSettings(_Section):
 
 
 class JobSettings(_Section):
-    """One job's schedule. Interval jobs use ``interval_s``; the daily job uses ``hour``/``minute`` (UTC)."""
+    """One job's schedule. Interval jobs take only ``interval_s``; the daily job only ``hour``/``minute`` (UTC)."""
 
     enabled: bool = True
-    interval_s: float | None = Field(None, gt=0)
+    interval_s: float | None = Field(None, gt=0, le=7 * _DAY_S)
     hour: int | None = Field(None, ge=0, le=23)
     minute: int | None = Field(None, ge=0, le=59)
-    timeout_s: float = Field(..., gt=0)
-    misfire_grace_s: float = Field(..., gt=0)
+    timeout_s: float = Field(..., gt=0, le=_DAY_S)
+    misfire_grace_s: float = Field(..., gt=0, le=_DAY_S)
 
 
+_INTERVAL_JOBS = ("sync_markets", "sync_whale_trades", "compute_whale_stats")
+_DAILY_JOBS = ("cleanup_old_activity",)
 _JOB_DEFAULTS: dict[str, dict[str, Any]] = {
     "sync_markets": {"interval_s": 300, "timeout_s": 240, "misfire_grace_s": 120},
     "sync_whale_trades": {"interval_s": 60, "timeout_s": 50, "misfire_grace_s": 30},
@@ -233,22 +262,48 @@ class JobsSettings(_Section):
         return merged
 
     @model_validator(mode="after")
-    def _timeouts_shorter_than_intervals(self) -> JobsSettings:
-        for name in ("sync_markets", "sync_whale_trades", "compute_whale_stats"):
-            job: JobSettings = getattr(self, name)
-            if job.interval_s is None:
-                raise ValueError(f"{name}.interval_s is required (seconds between runs)")
-            if job.timeout_s >= job.interval_s:
-                raise ValueError(
-                    f"{name}.timeout_s ({job.timeout_s}) must be shorter than {name}.interval_s "
-                    f"({job.interval_s}) so that a hung run cannot block the next one"
-                )
-        cleanup = self.cleanup_old_activity
-        if cleanup.hour is None or cleanup.minute is None:
-            raise ValueError("cleanup_old_activity.hour and .minute are required (UTC time of day)")
-        if cleanup.timeout_s >= 86_400:
-            raise ValueError("cleanup_old_activity.timeout_s must be shorter than a day (86400 s)")
+    def _triggers_fit(self) -> JobsSettings:
+        problems: list[_FieldProblem] = []
+        for name in _INTERVAL_JOBS:
+            problems += _interval_job_problems(name, getattr(self, name))
+        for name in _DAILY_JOBS:
+            problems += _daily_job_problems(name, getattr(self, name))
+        _raise_problems(problems)
         return self
+
+
+def _interval_job_problems(name: str, job: JobSettings) -> list[_FieldProblem]:
+    problems = [
+        _FieldProblem(
+            f"{name}.{key}",
+            f"{name} runs every interval_s seconds and takes no {key}; remove it and set interval_s instead",
+            value,
+        )
+        for key, value in (("hour", job.hour), ("minute", job.minute))
+        if value is not None
+    ]
+    if job.interval_s is None:
+        problems.append(_FieldProblem(f"{name}.interval_s", "is required: the seconds between runs"))
+    elif job.timeout_s >= job.interval_s:
+        message = f"must be shorter than interval_s ({job.interval_s}) so that a hung run cannot block the next one"
+        problems.append(_FieldProblem(f"{name}.timeout_s", message, job.timeout_s))
+    return problems
+
+
+def _daily_job_problems(name: str, job: JobSettings) -> list[_FieldProblem]:
+    problems = []
+    if job.interval_s is not None:
+        message = (
+            f"{name} runs once a day at hour:minute UTC and takes no interval_s; remove it and set hour and minute"
+        )
+        problems.append(_FieldProblem(f"{name}.interval_s", message, job.interval_s))
+    for key, value in (("hour", job.hour), ("minute", job.minute)):
+        if value is None:
+            problems.append(_FieldProblem(f"{name}.{key}", "is required: the UTC time of day of the daily run"))
+    if job.timeout_s >= _DAY_S:
+        message = f"must be shorter than a day ({_DAY_S} s) so that a hung run cannot block the next one"
+        problems.append(_FieldProblem(f"{name}.timeout_s", message, job.timeout_s))
+    return problems
 
 
 class StoreSettings(_Section):
@@ -278,10 +333,11 @@ class WebSettings(_Section):
     @model_validator(mode="after")
     def _token_off_loopback(self) -> WebSettings:
         if self.enabled and not is_loopback_host(self.host) and self.access_token is None:
-            raise ValueError(
-                f"host {self.host!r} is not a loopback address, so web.access_token is required; "
-                "set it (WHALED_WEB__ACCESS_TOKEN or the web_access_token credential) or bind to 127.0.0.1"
+            message = (
+                f"an access_token is required because host {self.host!r} is not a loopback address; set "
+                "WHALED_WEB__ACCESS_TOKEN or the web_access_token credential, or bind to 127.0.0.1"
             )
+            _raise_problems([_FieldProblem("access_token", message)])
         return self
 
 
@@ -292,8 +348,8 @@ class SmtpSettings(_Section):
     password: Secret = None
     sender: str = "whaled <whaled@localhost>"
     tls: Literal["auto", "implicit", "starttls", "none"] = "auto"
-    connect_timeout_s: float = Field(10.0, gt=0)
-    command_timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0, le=600)
+    command_timeout_s: float = Field(30.0, gt=0, le=600)
     validate_certs: bool = True
     # The name sent with EHLO; None means the domain of ``sender``, so that no DNS lookup is needed.
     helo_name: str | None = None
@@ -312,16 +368,18 @@ class SmtpSettings(_Section):
     def _tls_matches_port(self) -> SmtpSettings:
         expected = {465: "implicit", 587: "starttls"}.get(self.port)
         if expected is not None and self.tls not in ("auto", expected):
-            raise ValueError(
+            message = (
                 f"tls = {self.tls!r} contradicts port {self.port}, which uses {expected}; "
                 f"set tls to 'auto' or {expected!r}, or change the port"
             )
+            _raise_problems([_FieldProblem("tls", message)])
         clear = self.tls_mode in ("none", "opportunistic")
         if self.password is not None and clear and not is_loopback_host(self.host):
-            raise ValueError(
+            message = (
                 f"the SMTP password would cross the network to {self.host!r} without TLS (tls mode "
                 f"{self.tls_mode!r}); set tls to 'starttls' or 'implicit'"
             )
+            _raise_problems([_FieldProblem("tls", message)])
         return self
 
 
@@ -337,7 +395,7 @@ class WhaleTradeRule(_Section):
     # Empty means every market (child or root market id) and every wallet label.
     market_ids: tuple[int, ...] = ()
     wallet_labels: tuple[str, ...] = ()
-    cooldown_s: float = Field(3600.0, ge=0)
+    cooldown_s: float = Field(3600.0, ge=0, le=30 * _DAY_S)
     # Inside the cooldown, a trade at least this many times the largest one alerted escalates.
     escalation_factor: Decimal = Field(Decimal("2"), ge=1)
 
@@ -353,7 +411,7 @@ class FirstEntryRule(_Section):
     """Alert when a tracked wallet buys into a market it has never traded before."""
 
     enabled: bool = True
-    cooldown_s: float = Field(3600.0, ge=0)
+    cooldown_s: float = Field(3600.0, ge=0, le=30 * _DAY_S)
 
 
 class PriceMoveRule(_Section):
@@ -366,22 +424,22 @@ class PriceMoveRule(_Section):
     enabled: bool = True
     min_change_pct: Decimal = Field(Decimal("10"), gt=0)
     unit: Literal["points", "relative"] = "points"
-    window_s: float = Field(3600.0, gt=0)
-    cooldown_s: float = Field(3600.0, ge=0)
+    window_s: float = Field(3600.0, gt=0, le=7 * _DAY_S)
+    cooldown_s: float = Field(3600.0, ge=0, le=30 * _DAY_S)
 
 
 class NewMarketRule(_Section):
     """Alert on every market seen for the first time. Off by default: the first sync finds hundreds."""
 
     enabled: bool = False
-    cooldown_s: float = Field(0.0, ge=0)
+    cooldown_s: float = Field(0.0, ge=0, le=30 * _DAY_S)
 
 
 class MarketResolvedRule(_Section):
     """Alert when a market resolves while tracked wallets hold positions in it."""
 
     enabled: bool = True
-    cooldown_s: float = Field(0.0, ge=0)
+    cooldown_s: float = Field(0.0, ge=0, le=30 * _DAY_S)
 
 
 class QuietHours(_Section):
@@ -423,29 +481,29 @@ class AlertsSettings(_Section):
     price_move: PriceMoveRule = PriceMoveRule()
     new_market: NewMarketRule = NewMarketRule()
     market_resolved: MarketResolvedRule = MarketResolvedRule()
-    max_trade_age_s: float = Field(3600.0, gt=0)
+    max_trade_age_s: float = Field(3600.0, gt=0, le=30 * _DAY_S)
 
     # Email pacing per recipient: after digest_threshold alerts within digest_window_s, further alerts are
     # collected into one digest per window; max_emails_per_hour caps every email, digests included.
     digest_threshold: int = Field(5, ge=1)
-    digest_window_s: float = Field(900.0, gt=0)
+    digest_window_s: float = Field(900.0, gt=0, le=_DAY_S)
     max_emails_per_hour: int = Field(12, ge=1)
     quiet_hours: QuietHours | None = None
 
     # Delivery retries (email before the server accepted the message, webhooks): exponential backoff
     # from retry_base_s up to retry_max_s, then the delivery is marked failed after max_attempts.
-    retry_base_s: float = Field(5.0, gt=0)
-    retry_max_s: float = Field(900.0, gt=0)
+    retry_base_s: float = Field(5.0, gt=0, le=3600)
+    retry_max_s: float = Field(900.0, gt=0, le=_DAY_S)
     max_attempts: int = Field(10, ge=1, le=100)
-    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_timeout_s: float = Field(10.0, gt=0, le=600)
 
     # Workflows: finished runs older than the retention are pruned by the cleanup job.
     workflow_retention_days: int = Field(30, ge=1, le=3650)
     max_concurrent_workflows: int = Field(16, ge=1, le=1000)
     # How often the service looks for work written by another process (``whaled workflows retry``).
-    poll_interval_s: float = Field(5.0, gt=0)
+    poll_interval_s: float = Field(5.0, gt=0, le=3600)
     # On shutdown, in-flight steps get this long to finish before they are cancelled.
-    shutdown_grace_s: float = Field(10.0, ge=0)
+    shutdown_grace_s: float = Field(10.0, ge=0, le=600)
 
     @field_validator("recipients")
     @classmethod
@@ -464,24 +522,37 @@ class AlertsSettings(_Section):
         return values
 
     @model_validator(mode="after")
-    def _unique_rule_names(self) -> AlertsSettings:
-        fixed = {"first_entry", "price_move", "new_market", "market_resolved"}
-        seen: set[str] = set()
-        for rule in self.whale_trades:
-            if rule.name in seen or rule.name in fixed:
-                raise ValueError(
-                    f"whale_trades rule name {rule.name!r} is used twice or is reserved "
-                    f"({', '.join(sorted(fixed))}); give each rule its own name"
-                )
-            seen.add(rule.name)
+    def _fields_fit(self) -> AlertsSettings:
+        problems = _rule_name_problems(self.whale_trades)
         if self.retry_max_s < self.retry_base_s:
-            raise ValueError(f"retry_max_s ({self.retry_max_s}) must be at least retry_base_s ({self.retry_base_s})")
+            message = f"must be at least retry_base_s ({self.retry_base_s})"
+            problems.append(_FieldProblem("retry_max_s", message, self.retry_max_s))
         if self.webhook_urls and self.webhook_secret is None:
-            raise ValueError(
-                "webhook_urls need webhook_secret to sign each POST (X-Whaled-Signature); set it with "
+            message = (
+                "is required because webhook_urls is set: it signs each POST (X-Whaled-Signature); set "
                 "WHALED_ALERTS__WEBHOOK_SECRET or the webhook_secret credential"
             )
+            problems.append(_FieldProblem("webhook_secret", message))
+        _raise_problems(problems)
         return self
+
+
+_FIXED_RULE_NAMES = ("first_entry", "market_resolved", "new_market", "price_move")
+
+
+def _rule_name_problems(rules: Sequence[WhaleTradeRule]) -> list[_FieldProblem]:
+    problems = []
+    seen: set[str] = set()
+    for index, rule in enumerate(rules):
+        key = f"whale_trades.{index}.name"
+        if rule.name in _FIXED_RULE_NAMES:
+            message = f"rule name {rule.name!r} is reserved ({', '.join(_FIXED_RULE_NAMES)}); choose another name"
+            problems.append(_FieldProblem(key, message))
+        elif rule.name in seen:
+            message = f"rule name {rule.name!r} is used twice; give each rule its own name"
+            problems.append(_FieldProblem(key, message))
+        seen.add(rule.name)
+    return problems
 
 
 class LogSettings(_Section):
@@ -510,10 +581,10 @@ class MonitorSettings(_Section):
 
     check_interval_s: float = Field(30.0, gt=0, le=3600)
     job_stale_factor: float = Field(3.0, ge=1, le=1000)
-    startup_grace_s: float = Field(300.0, ge=0)
-    governor_paused_max_s: float = Field(600.0, gt=0)
-    outbox_stuck_s: float = Field(900.0, gt=0)
-    workflow_stuck_s: float = Field(1800.0, gt=0)
+    startup_grace_s: float = Field(300.0, ge=0, le=_DAY_S)
+    governor_paused_max_s: float = Field(600.0, gt=0, le=_DAY_S)
+    outbox_stuck_s: float = Field(900.0, gt=0, le=7 * _DAY_S)
+    workflow_stuck_s: float = Field(1800.0, gt=0, le=7 * _DAY_S)
     db_write_timeout_s: float = Field(10.0, gt=0, le=600)
     price_move_window_s: float = Field(86_400.0, gt=0, le=30 * 86_400)
 
@@ -545,10 +616,13 @@ class Settings(BaseSettings):
     @classmethod
     def _unique_wallets(cls, wallets: tuple[WalletEntry, ...]) -> tuple[WalletEntry, ...]:
         seen: set[str] = set()
-        for entry in wallets:
+        problems = []
+        for index, entry in enumerate(wallets):
             if entry.address in seen:
-                raise ValueError(f"wallet {entry.address} is listed twice")
+                message = f"wallet {entry.address} is listed twice; remove one of the entries"
+                problems.append(_FieldProblem(f"{index}.address", message))
             seen.add(entry.address)
+        _raise_problems(problems)
         return wallets
 
     @classmethod
@@ -576,23 +650,48 @@ class _CredentialsSource(PydanticBaseSettingsSource):
             return {}
         found: dict[str, Any] = {}
         for file_name, (section, key) in _CREDENTIAL_FILES.items():
-            path = Path(directory, file_name)
-            if not path.is_file():
-                continue
-            secret = path.read_text(encoding="utf-8").strip()
+            secret = _read_credential(Path(directory, file_name), f"{section}.{key}")
             # An empty credential file means "not set"; as an empty token it would switch authentication off.
             if secret:
                 found.setdefault(section, {})[key] = secret
         return found
 
 
+def _read_credential(path: Path, key: str) -> str | None:
+    """Read one credential file, or return None when it does not exist.
+
+    :raises ConfigError: when the file exists but cannot be read or is not UTF-8; the message never
+        contains the file's content.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(
+            [
+                f"{key}: credential file {str(path)!r} cannot be read ({exc.strerror}); "
+                "it must be a regular file that whaled's user can read"
+            ]
+        ) from None
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(
+            [f"{key}: credential file {str(path)!r} is not UTF-8 text; write the secret as UTF-8"]
+        ) from None
+
+
 def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | None = None) -> Settings:
     """Load the configuration from ``path`` (or ``$WHALED_CONFIG``) and the environment.
 
     :param path: the TOML file; when neither it nor ``$WHALED_CONFIG`` is set, only the environment and
-        defaults apply. A file that is named but missing is an error, never silent defaults.
+        defaults apply. A file that is named but missing is an error, never silent defaults, and so is an
+        empty string (an empty ``$WHALED_CONFIG`` counts as unset).
     :raises ConfigError: with one line per bad key: the key, the value received and what is allowed.
     """
+    if isinstance(path, str) and not path.strip():
+        raise ConfigError(["config path is empty; pass --config PATH, or leave --config out"])
     env = os.environ if environ is None else environ
     named = path if path is not None else env.get(CONFIG_ENV_VAR)
     data = _read_toml(Path(named)) if named else {}
@@ -600,6 +699,8 @@ def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | N
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe_errors(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError([_describe_settings_error(exc)]) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -617,16 +718,54 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _describe_errors(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors(include_url=False):
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        received = _redact(key, error.get("input"))
-        message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{key}: {message} (received {received})")
+        loc = [str(part) for part in error["loc"]]
+        if error["type"] == _FIELD_PROBLEMS:
+            lines += [_describe_problem(loc, problem) for problem in error["ctx"]["problems"]]
+        elif error["type"] == "extra_forbidden":
+            # The value of a misspelt key is never shown: the key may be a misspelt secret.
+            lines.append(f"{_dotted(loc)}: unknown key; check the spelling against config.example.toml")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{_dotted(loc)}: {message} (received {_redact(loc, error.get('input'))})")
     return lines
 
 
-def _redact(key: str, value: Any) -> str:
-    if key.rsplit(".", 1)[-1] in _SECRET_KEYS:
+def _describe_problem(loc: list[str], problem: _FieldProblem) -> str:
+    key = [*loc, *problem.key.split(".")]
+    line = f"{_dotted(key)}: {problem.message}"
+    if problem.value is not _NO_VALUE:
+        line += f" (received {_redact(key, problem.value)})"
+    return line
+
+
+def _dotted(loc: list[str]) -> str:
+    return ".".join(loc) or "(top level)"
+
+
+def _redact(loc: list[str], value: Any) -> str:
+    """Render ``value`` for an error line, with ``'***'`` for any key whose name marks it as a secret."""
+    if any(part in name.lower() for name in loc for part in _SECRET_NAME_PARTS):
         return "'***'"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_redact(k, v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{key}: {_redact([*loc, str(key)], item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_redact(loc, item) for item in value) + "]"
     return repr(value)
+
+
+_ENV_PARSE_ERROR = re.compile(r'error parsing value for field "(?P<field>\w+)" from source "EnvSettingsSource"')
+
+
+def _describe_settings_error(exc: SettingsError) -> str:
+    """Describe a ``WHALED_*`` variable that pydantic-settings could not parse, without its value."""
+    match = _ENV_PARSE_ERROR.search(str(exc))
+    if match is None:
+        return str(exc)
+    field = match["field"]
+    prefix = f"WHALED_{field}".upper()
+    names = sorted(name for name in os.environ if name.upper() == prefix or name.upper().startswith(prefix + "__"))
+    culprit = f"environment variable {names[0]}" if len(names) == 1 else f"one of {', '.join(names) or prefix}"
+    return (
+        f"{field}: {culprit} is not valid JSON; a table or list set in the environment must be JSON, "
+        f"such as WHALED_ALERTS__RECIPIENTS='[\"ops@example.com\"]', or set single keys as {prefix}__<KEY>"
+    )
