@@ -168,3 +168,26 @@ async def test_health_reports_runs_and_deliveries(tmp_path: Path, db: Database, 
     assert health["outbox_oldest_due_lag_s"] == 0.0
     assert health["workflow_longest_idle_s"] == 0.0
     assert health["event_cursor"] == 2  # The trade event, then the alert's own event.
+
+
+async def test_stall_and_recovery_are_emailed(
+    tmp_path: Path, db: Database, mail_sink: MailSink, governed: GovernedOpinion
+) -> None:
+    service = await _start(db, alert_settings(tmp_path, mail_sink.port), governed)
+    try:
+        stall = {"reasons": ["job sync-markets has not succeeded for 20 minutes"], "problems": [], "active": ["job"]}
+        async with db.transaction() as tx:
+            await tx.append_event("system", "system.stall", stall)
+        await eventually(lambda: _all_sent(db, 1))
+        async with db.transaction() as tx:
+            await tx.append_event("system", "system.recovered", {**stall, "active": []})
+        await eventually(lambda: _all_sent(db, 2))
+    finally:
+        await service.close()
+
+    subjects = sorted(str(message["Subject"]).strip() for message in read_messages(mail_sink))
+    assert subjects == [
+        "[whaled] whaled recovered: job sync-markets has not succeeded for 20 minutes",
+        "[whaled] whaled stalled: job sync-markets has not succeeded for 20 minutes",
+    ]
+    assert governed.calls == 0

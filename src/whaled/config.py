@@ -53,6 +53,7 @@ __all__ = [
     "Settings",
     "SmtpSettings",
     "StoreSettings",
+    "SystemHealthRule",
     "WalletEntry",
     "WebSettings",
     "WhaleSettings",
@@ -442,6 +443,13 @@ class MarketResolvedRule(_Section):
     cooldown_s: float = Field(0.0, ge=0, le=30 * _DAY_S)
 
 
+class SystemHealthRule(_Section):
+    """Alert when the stall alarm reports a health problem (a stale job, a paused governor, a stuck outbox
+    or workflow, an unwritable database) and again when it clears."""
+
+    enabled: bool = True
+
+
 class QuietHours(_Section):
     """A daily span without emails (``"HH:MM"``, local to ``timezone``); held alerts go out after it."""
 
@@ -481,6 +489,7 @@ class AlertsSettings(_Section):
     price_move: PriceMoveRule = PriceMoveRule()
     new_market: NewMarketRule = NewMarketRule()
     market_resolved: MarketResolvedRule = MarketResolvedRule()
+    system_health: SystemHealthRule = SystemHealthRule()
     max_trade_age_s: float = Field(3600.0, gt=0, le=30 * _DAY_S)
 
     # Email pacing per recipient: after digest_threshold alerts within digest_window_s, further alerts are

@@ -11,6 +11,7 @@ __all__ = [
     "http_logger",
     "jobs_logger",
     "mail_logger",
+    "monitor_logger",
     "opinion_logger",
     "simulator_logger",
     "store_logger",
@@ -26,6 +27,7 @@ jobs_logger = logging.getLogger("whaled.jobs")
 workflows_logger = logging.getLogger("whaled.workflows")
 alerts_logger = logging.getLogger("whaled.alerts")
 mail_logger = logging.getLogger("whaled.mail")
+monitor_logger = logging.getLogger("whaled.monitor")
 http_logger = logging.getLogger("whaled.http")
 ws_logger = logging.getLogger("whaled.ws")
 simulator_logger = logging.getLogger("whaled.simulator")

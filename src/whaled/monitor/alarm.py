@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import sqlite3
 from typing import Any
 
 from whaled.config import Settings
+from whaled.log import monitor_logger
 from whaled.monitor.conditions import HealthReport, Problem
 from whaled.monitor.monitor import Monitor
 from whaled.store import StoreError
 
 __all__ = ["EVENT_TOPIC", "RECOVERED", "STALL", "StallAlarm"]
 
-logger = logging.getLogger("whaled.monitor")
+logger = monitor_logger
 
 EVENT_TOPIC = "system"
 STALL = "system.stall"

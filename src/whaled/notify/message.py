@@ -43,6 +43,8 @@ _FIELDS = (
     ("change", "Change"),
     ("winning_outcome", "Winning outcome"),
     ("holders", "Tracked holders"),
+    ("state", "State"),
+    ("reasons", "Reasons"),
 )
 
 

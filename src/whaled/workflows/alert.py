@@ -44,6 +44,10 @@ def alert_title(match: Match, kind: str, market_title: str | None) -> str:
         return f"New market: {market}"
     if match.rule == "market_resolved":
         return f"Resolved: {market} ({details.get('winning_outcome') or 'no winner given'})"
+    if match.rule == "system_health":
+        reasons = details.get("reasons") or ["no reason given"]
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        return f"whaled {details.get('state', 'stalled')}: {reasons[0]}{more}"
     side = details.get("side") or "traded"
     outcome = f" {details['outcome']}" if details.get("outcome") else ""
     return f"{prefix}{details.get('wallet_name')} {side}{outcome} for {details.get('notional_usd')} USD on {market}"
@@ -93,6 +97,8 @@ class AlertSteps:
         if not ctx.results["evaluate"]["alert"] or self.opinion is None:
             return local
         market_id = int(ctx.results["evaluate"]["match"]["market_id"])
+        if not market_id:
+            return local  # an alert about whaled itself, with no market to look up
         opinion = self.opinion.with_priority(Priority.interactive)
         try:
             if not local["market_title"] or not local["token_id"]:
@@ -114,6 +120,8 @@ class AlertSteps:
         if not ctx.results["evaluate"]["alert"]:
             return found
         market_id = int(ctx.results["evaluate"]["match"]["market_id"])
+        if not market_id:
+            return found
         row = await ctx.db.fetchone(
             "SELECT title, yes_token_id, yes_price FROM markets WHERE market_id = ?", (market_id,)
         )

@@ -19,6 +19,8 @@ from whaled.store import Event, Transaction
 __all__ = ["Match", "apply_cooldown", "evaluate", "rules_for_event"]
 
 _ENTRY_SIDES = ("buy", "split")
+# Events of the stall alarm (topic "system").
+_SYSTEM_EVENTS = ("system.stall", "system.recovered")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,8 @@ def rules_for_event(settings: Settings, event: Event, now: int) -> list[str]:
         return ["new_market"]
     if event.type == "market.resolved" and alerts.market_resolved.enabled:
         return ["market_resolved"]
+    if event.type in _SYSTEM_EVENTS and alerts.system_health.enabled:
+        return ["system_health"]
     return []
 
 
@@ -94,7 +98,26 @@ async def evaluate(tx: Transaction, settings: Settings, event: Event, rule: str)
         return _market_match(event, "new_market", settings.alerts.new_market.cooldown_s, {})
     if rule == "market_resolved":
         return await _market_resolved(tx, settings.alerts, event)
+    if rule == "system_health":
+        return _system_health(event)
     return None
+
+
+def _system_health(event: Event) -> Match:
+    """Match every stall or recovery: the alarm already sends one event per change, so no cooldown applies."""
+    payload = event.payload
+    return Match(
+        rule="system_health",
+        wallet="",
+        market_id=0,
+        dedupe_key=f"system:{event.id}",
+        cooldown_s=0.0,
+        details={
+            "state": "recovered" if event.type == "system.recovered" else "stalled",
+            "reasons": list(payload.get("reasons") or []),
+            "active": list(payload.get("active") or []),
+        },
+    )
 
 
 def _trade_details(payload: dict[str, Any]) -> dict[str, Any]:
