@@ -117,7 +117,7 @@ def test_systemd_stop_timeout_covers_shutdown() -> None:
 
 def test_systemd_credentials_match_config() -> None:
     """The unit passes exactly the credentials that config.py reads, each from the file of the same name."""
-    from whaled.config import _CREDENTIAL_FILES
+    from whaled.config._base import _CREDENTIAL_FILES
 
     named = re.findall(r"^LoadCredential=(\w+):/etc/whaled/credentials/(\w+)$", UNIT.read_text(), re.MULTILINE)
 
