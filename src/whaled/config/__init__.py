@@ -1,9 +1,4 @@
-"""whaled's configuration: one pydantic-settings model read from a TOML file and ``WHALED_*`` variables.
-
-Precedence, highest first: environment variables (``WHALED_OPINION__API_KEY``; nested keys joined with
-``__``), secret files in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential``), the TOML file, defaults.
-Every plain-number field carries its unit in its name (``timeout_s``, ``retention_days``).
-"""
+"""whaled's configuration: one pydantic-settings model (:class:`Settings`) loaded by :func:`load_settings`."""
 
 from whaled.config._base import CONFIG_ENV_VAR, EXIT_CONFIG, is_loopback_host
 from whaled.config.alerts import (
