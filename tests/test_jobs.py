@@ -430,3 +430,14 @@ async def test_positions_outage_fails_stats_keeps_figures(job_runner: JobRunner,
     assert "positions unavailable for all 3 wallets" in (record.error or "")
     after = await job_runner.db.fetchall("SELECT wallet, open_positions, open_value FROM wallet_stats ORDER BY wallet")
     assert [tuple(row) for row in after] == [tuple(row) for row in before]
+
+
+async def test_stored_decimals_have_no_exponent(job_runner: JobRunner, simulator: RunningSimulator) -> None:
+    wallet = (await tracked(job_runner))[0]
+    simulator.state.add_trade(wallet, profit="0.000000000000000000", fee="0E-18")
+    await job_runner.run("sync-whale-trades")
+    rows = await job_runner.db.fetchall("SELECT price, shares, amount, fee, profit, notional_usd FROM trades")
+    assert rows
+    for row in rows:
+        for value in row:
+            assert "E" not in value.upper(), f"decimal stored with an exponent: {value!r}"

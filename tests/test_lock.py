@@ -47,6 +47,17 @@ def test_lock_rejects_second_holder(tmp_path: Path) -> None:
     assert "systemctl stop whaled" in str(caught.value)
 
 
+def test_lock_shared_through_symlink(tmp_path: Path) -> None:
+    """A second config reaching the same database through a symbolic link used to get a lock of its own."""
+    database = tmp_path / "real" / "whaled.db"
+    database.parent.mkdir()
+    database.touch()
+    alias = tmp_path / "alias.db"
+    alias.symlink_to(database)
+    with InstanceLock(database), pytest.raises(InstanceLockedError):
+        InstanceLock(alias).acquire()
+
+
 def test_lock_ignores_stale_pid(tmp_path: Path) -> None:
     """A file left by a killed process names a dead PID but holds no lock, so the next start takes it."""
     database = tmp_path / "whaled.db"

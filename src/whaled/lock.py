@@ -36,8 +36,12 @@ class InstanceLockedError(WhaledError, RuntimeError):
 
 
 def lock_path(database: Path) -> Path:
-    """Return the lock file of ``database``: the same path with ``.lock`` appended."""
-    return database.with_name(database.name + ".lock")
+    """Return the lock file of ``database``: its real path (symbolic links resolved) with ``.lock`` appended.
+
+    Resolving matters: two configs that reach one database through different links must meet at one lock.
+    """
+    real = database.resolve()
+    return real.with_name(real.name + ".lock")
 
 
 def _read_pid(fd: int) -> int | None:

@@ -81,8 +81,11 @@ class Database:
         self._reader_count = readers
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._all_readers: list[aiosqlite.Connection] = []
+        # At most ``readers`` connections are lent at once; idle ones wait in ``_idle_readers``.
+        self._reader_slots = asyncio.Semaphore(readers)
+        self._idle_readers: list[aiosqlite.Connection] = []
+        self._all_readers: set[aiosqlite.Connection] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout_ms: int = 5000, readers: int = 4) -> Database:
@@ -118,7 +121,7 @@ class Database:
         conn = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         conn.row_factory = sqlite3.Row
         await self._configure(conn)
-        self._all_readers.append(conn)
+        self._all_readers.add(conn)
         return conn
 
     @property
@@ -176,27 +179,58 @@ class Database:
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Lend a read-only connection from the pool. Each statement reads the latest commit."""
-        if self._readers.empty() and len(self._all_readers) < self._reader_count:
-            conn = await self._open_reader()
-        else:
-            conn = await self._readers.get()
-        try:
-            yield conn
-        finally:
+        """Lend a read-only connection from the pool. Each statement reads the latest commit.
+
+        A connection whose borrower raised or was cancelled is closed rather than reused: a query stopped
+        part way can leave its statement open, and with it a read snapshot that hides later commits and
+        keeps the WAL from being checkpointed.
+        """
+        async with self._reader_slots:
+            conn = self._idle_readers.pop() if self._idle_readers else await self._open_pooled_reader()
+            try:
+                yield conn
+            except BaseException:
+                self._discard_reader(conn)
+                raise
             if conn.in_transaction:
                 await conn.rollback()
-            self._readers.put_nowait(conn)
+            self._idle_readers.append(conn)
+
+    async def _open_pooled_reader(self) -> aiosqlite.Connection:
+        # A borrower cancelled while the connection opens must not leak it: the opening finishes anyway,
+        # and the connection joins the idle pool.
+        opening = asyncio.ensure_future(self._open_reader())
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(self._keep_opened_reader)
+            raise
+
+    def _keep_opened_reader(self, opening: asyncio.Future[aiosqlite.Connection]) -> None:
+        if opening.cancelled() or opening.exception() is not None:
+            return
+        conn = opening.result()
+        if len(self._all_readers) > self._reader_count:
+            self._discard_reader(conn)
+        else:
+            self._idle_readers.append(conn)
+
+    def _discard_reader(self, conn: aiosqlite.Connection) -> None:
+        self._all_readers.discard(conn)
+        # The close waits behind the stopped query on the connection's thread; it must not be cancelled.
+        task = asyncio.get_running_loop().create_task(conn.close(), name="whaled-store-close-reader")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def fetchall(self, sql: str, parameters: Any = ()) -> list[sqlite3.Row]:
-        """Run one read query on a pooled reader."""
-        async with self.reader() as conn, conn.execute(sql, parameters) as cursor:
-            return list(await cursor.fetchall())
+        """Run one read query on a pooled reader, reading every row in one round trip."""
+        async with self.reader() as conn:
+            return list(await conn.execute_fetchall(sql, parameters))
 
     async def fetchone(self, sql: str, parameters: Any = ()) -> sqlite3.Row | None:
-        async with self.reader() as conn, conn.execute(sql, parameters) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        """Run one read query and return its first row; the statement is always stepped to its end."""
+        rows = await self.fetchall(sql, parameters)
+        return rows[0] if rows else None
 
     async def maintain(self) -> tuple[int, int, int] | None:
         """Run ``PRAGMA optimize`` and a truncating WAL checkpoint; return the checkpoint's figures.
@@ -212,10 +246,12 @@ class Database:
 
     async def close(self) -> None:
         """Close the readers, then the writer. Safe to call twice."""
-        readers, self._all_readers = self._all_readers, []
+        readers, self._all_readers = self._all_readers, set()
+        self._idle_readers = []
         for conn in readers:
             await conn.close()
-        self._readers = asyncio.Queue()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await writer.close()

@@ -58,13 +58,14 @@ def _row(wallet: str, trade: Trade, is_whale: bool, stored: int) -> tuple[Any, .
         trade.outcome_side,
         canonical(trade.price),
         canonical(trade.shares),
-        # Only the key columns need one spelling per value; str() keeps the others exactly as received.
-        str(trade.amount),
-        str(trade.fee),
-        str(trade.profit),
+        # Only the key columns need one spelling per value. The others keep their digits as received, in plain
+        # notation: str() would turn "0.000000000000000000" into "0E-18".
+        format(trade.amount, "f"),
+        format(trade.fee, "f"),
+        format(trade.profit, "f"),
         trade.quote_token,
-        str(trade.quote_token_usd_price),
-        None if trade.usd_amount is None else str(trade.usd_amount),
+        format(trade.quote_token_usd_price, "f"),
+        None if trade.usd_amount is None else format(trade.usd_amount, "f"),
         canonical(notional),
         int(notional.quantize(_MICRO, rounding=ROUND_HALF_EVEN) * 1_000_000),
         int(is_whale),
