@@ -15,6 +15,7 @@ from referencing.jsonschema import DRAFT202012
 from tests.fixtures.web import WALLET_A, WALLET_B, append_events
 from whaled.store import Database
 from whaled.web import WebServer
+from whaled.web.api_queries import DECIMAL_COLUMNS
 
 WALLET_C = "0x" + "c3" * 20
 
@@ -304,3 +305,36 @@ async def test_events_after_id(db: Database, api: Api) -> None:
     expired = await api.get("/events", after="0")
     assert expired["expired"] is True
     assert expired["oldest_id"] == ids[3]
+
+
+def _decimal_fields(schema: Any) -> set[str]:
+    if isinstance(schema, list):
+        return set().union(*(_decimal_fields(item) for item in schema))
+    if not isinstance(schema, dict):
+        return set()
+    found = {
+        name
+        for name, field in schema.get("properties", {}).items()
+        if isinstance(field, dict) and str(field.get("description", "")).startswith("exact decimal")
+    }
+    return found.union(*(_decimal_fields(value) for value in schema.values()))
+
+
+def test_every_decimal_field_is_rendered_plain(document: dict[str, Any]) -> None:
+    assert _decimal_fields(document["components"]["schemas"]) == DECIMAL_COLUMNS
+
+
+async def test_decimals_with_exponent_are_sent_plain(db: Database, seeded: WebServer, api: Api) -> None:
+    # Rows written before decimals were stored in plain notation may hold an exponent.
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE trades SET profit = '0E-18', fee = '1E+2', price = '-2.5E-3' WHERE tx_hash = '0x05'")
+        await tx.execute("UPDATE markets SET volume = '1.20E+3' WHERE market_id = 1")
+        await tx.execute("UPDATE wallet_stats SET realized_pnl = '5E-1' WHERE wallet = ?", (WALLET_A,))
+    trade = (await api.get("/trades", limit="1"))["trades"][0]
+    assert trade["profit"] == "0.000000000000000000"
+    assert trade["fee"] == "100"
+    assert trade["price"] == "-0.0025"
+    assert (await api.get("/markets/1"))["market"]["volume"] == "1200"
+    wallet = (await api.get(f"/wallets/{WALLET_A}"))["wallet"]
+    assert wallet["stats"]["realized_pnl"] == "0.5"
+    assert wallet["recent_trades"][0]["profit"] == "0.000000000000000000"

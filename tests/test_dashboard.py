@@ -10,11 +10,13 @@ from typing import Any
 import aiohttp
 import pytest
 from pydantic import SecretStr
+from yarl import URL
 
 from tests.fixtures.web import StartServer, web_settings
 from whaled.config import Settings
 from whaled.store import Database
 from whaled.web import WebContext, WebServer, start_web
+from whaled.web.redact import Redactor
 from whaled.workflows import Step, StepContext, WorkflowDefinition, WorkflowEngine
 
 TOKEN = "dashboard-test-token-0123456789"
@@ -201,6 +203,50 @@ async def test_workflows_summary_hides_webhook_path(db: Database, http: aiohttp.
     assert body["deliveries"][0]["workflow_id"] == workflow_id
 
 
+async def test_short_secret_is_masked_on_pages(db: Database, http: aiohttp.ClientSession) -> None:
+    settings = Settings(web={"host": "127.0.0.1", "port": 0}, smtp={"password": "pw7"})
+    await add_failed_workflow(db)
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE outbox SET last_error = 'AUTH PLAIN rejected for ops:pw7 (pw7x kept)'")
+    server = await start_web(WebContext(db=db, settings=settings))
+    try:
+        body = await get_json(http, f"{server.url}/api/v1/dashboard/workflows")
+    finally:
+        await server.close()
+    assert body["deliveries"][0]["last_error"] == "AUTH PLAIN rejected for ops:*** (pw7x kept)"
+
+
+def test_redactor_masks_secrets_of_any_length() -> None:
+    settings = Settings(
+        smtp={"password": "a"},
+        opinion={"api_key": "opinion-key-0123456789"},
+        alerts={"webhook_urls": ["https://hooks.example/T0/opinion-key-0123456789"], "webhook_secret": 's"q'},
+    )
+    redactor = Redactor(settings)
+    assert redactor.text("a") == "***"
+    assert redactor.text("user a, about abc") == "user ***, about abc"
+    assert redactor.text("key=opinion-key-0123456789x") == "key=***x"
+    assert redactor.text("POST https://hooks.example/T0/opinion-key-0123456789 failed") == (
+        "POST https://hooks.example/… failed"
+    )
+    assert redactor.text('sig s"q.') == "sig ***."
+    assert redactor.masked({"a": ["a", 1, None], "name": "a b"}) == {"***": ["***", 1, None], "name": "*** b"}
+
+
+def test_redactor_keeps_metrics_format() -> None:
+    redactor = Redactor(Settings(smtp={"password": "3"}, opinion={"api_key": "opinion-key-0123456789"}))
+    text = (
+        "# HELP whaled_up 3 parts\n"
+        'whaled_errors{job="3",error="login 3 failed: \\"3\\""} 3\n'
+        'whaled_errors{job="x",error="opinion-key-0123456789"} 3\n'
+    )
+    assert redactor.exposition(text) == (
+        "# HELP whaled_up 3 parts\n"
+        'whaled_errors{job="***",error="login *** failed: \\"***\\""} 3\n'
+        'whaled_errors{job="x",error="***"} 3\n'
+    )
+
+
 # Retry actions.
 
 
@@ -295,3 +341,28 @@ async def test_retry_with_engine_resumes_run_at_once(
     finally:
         await server.close()
     assert len(attempts) == 2
+
+
+@pytest.mark.parametrize("body", ["x", "", "[]", '"{}"', "{", "\xff"])
+async def test_retry_rejects_body_that_is_not_json_object(
+    db: Database, server: WebServer, http: aiohttp.ClientSession, body: str
+) -> None:
+    workflow_id, _ = await add_failed_workflow(db)
+    url = f"{server.url}/api/v1/dashboard/workflows/{workflow_id}/retry"
+    async with http.post(url, data=body.encode("latin-1"), headers=JSON_HEADERS) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["parameter"] == "body"
+    row = await db.fetchone("SELECT status FROM workflows WHERE id = ?", (workflow_id,))
+    assert row is not None and row["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [("workflows", "%C2%B2"), ("workflows", "0"), ("workflows", "9" * 30), ("deliveries", "%D9%A5")],
+)
+async def test_retry_rejects_invalid_id(server: WebServer, http: aiohttp.ClientSession, kind: str, value: str) -> None:
+    url = URL(f"{server.url}/api/v1/dashboard/{kind}/{value}/retry", encoded=True)
+    async with http.post(url, data="{}", headers=JSON_HEADERS) as response:
+        assert response.status == 400
+        body = await response.json()
+    assert body["error"]["parameter"] == ("workflow_id" if kind == "workflows" else "delivery_id")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
-from tests.fixtures.web import WALLET_A, WALLET_B, ConnectFeed, StartServer, append_events, hub_of
+from tests.fixtures.web import WALLET_A, WALLET_B, ConnectFeed, StartServer, append_events, hub_of, wait_until
 from whaled.store import Database
 from whaled.web import WebServer
 from whaled.web.feed_protocol import FeedProtocolError, parse_request, parse_topic
@@ -21,6 +22,7 @@ async def test_hello_reports_newest_event_and_limits(
     assert feed.hello["protocol"] == 1
     assert feed.hello["last_id"] == ids[-1]
     assert feed.hello["send_queue_max"] == 1000
+    assert feed.hello["max_topics"] == 64
     assert "whale-trades" in feed.hello["topics"]
 
 
@@ -147,6 +149,38 @@ async def test_after_on_second_subscribe_is_rejected(server: WebServer, connect_
     assert error["ref"] == "r"
 
 
+async def test_topics_per_connection_are_capped(start_server: StartServer, connect_feed: ConnectFeed) -> None:
+    server = await start_server(max_client_topics=3)
+    feed = await connect_feed(server)
+    assert (await feed.subscribe("trades", "alerts"))["topics"] == ["alerts", "trades"]
+    await feed.send({"op": "subscribe", "topics": ["jobs", "markets"], "ref": 1})
+    error = await feed.expect("error")
+    assert error["code"] == "too_many_topics"
+    assert error["ref"] == 1
+    assert "at most 3 topics" in error["message"]
+    # The rejected request changed nothing; topics already held and one new topic still fit.
+    assert (await feed.subscribe("trades", "jobs"))["topics"] == ["alerts", "jobs", "trades"]
+    (client,) = hub_of(server)._clients
+    assert client.topics == {"alerts", "jobs", "trades"}
+
+
+async def test_repeated_subscribe_replies_stay_bounded(start_server: StartServer, connect_feed: ConnectFeed) -> None:
+    server = await start_server(max_client_topics=64)
+    feed = await connect_feed(server)
+    sizes = []
+    for first in range(0, 4 * 256, 256):
+        await feed.send({"op": "subscribe", "topics": [f"market:{first + n + 1}" for n in range(256)]})
+        frame = await feed.receive()
+        sizes.append(len(json.dumps(frame)))
+        assert frame["op"] == "error"
+    assert max(sizes) < 500, sizes
+    for market_id in range(1, 65):
+        reply = await feed.subscribe(f"market:{market_id}")
+        assert len(reply["topics"]) == market_id
+    await feed.send({"op": "subscribe", "topics": ["market:999"]})
+    assert (await feed.expect("error"))["code"] == "too_many_topics"
+
+
 def test_parse_topic_normalises_wallet_and_market() -> None:
     assert parse_topic("wallet:0x" + "AB" * 20) == "wallet:0x" + "ab" * 20
     assert parse_topic("market:42") == "market:42"
@@ -168,3 +202,15 @@ async def test_server_close_sends_going_away(db: Database, server: WebServer, co
     await closing
     assert feed.ws.close_code == 1001, message
     assert hub_of(server).stats().clients == 0
+
+
+async def test_client_close_gets_close_reply(db: Database, server: WebServer, connect_feed: ConnectFeed) -> None:
+    feed = await connect_feed(server)
+    await feed.subscribe("trades")
+    await append_events(db, 3)
+    async with asyncio.timeout(5):
+        assert await feed.ws.close(code=1000, message=b"done") is True
+    assert feed.ws.close_code == 1000
+    hub = hub_of(server)
+    await wait_until(lambda: hub.stats().clients == 0)
+    assert hub.stats().clients_closed_slow == 0

@@ -9,12 +9,20 @@ import socket
 import aiohttp
 import pytest
 
-from tests.fixtures.web import ConnectFeed, StartServer, append_events, hub_of, wait_until
+from tests.fixtures.web import (
+    ConnectFeed,
+    StartServer,
+    append_events,
+    hub_of,
+    open_stalled_client,
+    wait_until,
+)
 from whaled.store import Database
 from whaled.web import WebServer
 from whaled.web.feed_client import FeedClient
 
 READER_EVENTS = 20_000
+STALLED_CLIENTS = 5
 
 
 async def _sample(client: FeedClient, peaks: dict[str, int], stop: asyncio.Event) -> None:
@@ -67,6 +75,82 @@ async def test_slow_client_closed_reader_complete(
     assert prefix == ids[: len(prefix)]
     await wait_until(lambda: hub.stats().clients == 1)
     assert hub.stats().clients_closed_slow == 1
+
+
+async def _sample_all(clients: list[FeedClient], peaks: dict[int, int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for client in clients:
+            peaks[client.id] = max(peaks.get(client.id, 0), client.buffered_bytes())
+        await asyncio.sleep(0.005)
+
+
+async def _stalled_server_sockets(server: WebServer, count: int) -> tuple[list[FeedClient], list[socket.socket]]:
+    hub = hub_of(server)
+    await wait_until(lambda: len(hub._clients) == count and all(client.topics for client in hub._clients))
+    clients = list(hub._clients)
+    server_sockets = [client._transport.get_extra_info("socket") for client in clients]
+    for server_socket in server_sockets:
+        server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    return clients, server_sockets
+
+
+async def _read_to_end(sock: socket.socket) -> str:
+    """Read what the server sent; return "reset" if the connection ends with a reset, "eof" if with a FIN.
+
+    A reset means the server's kernel dropped the unread output instead of holding it for this peer.
+    """
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(5):
+        try:
+            while await loop.sock_recv(sock, 65536):
+                pass
+        except ConnectionResetError:
+            return "reset"
+    return "eof"
+
+
+async def test_stalled_clients_are_aborted_after_send_timeout(db: Database, start_server: StartServer) -> None:
+    # The heartbeat is far off, so only the send watchdog and the bounded close can end these connections.
+    server = await start_server(send_queue_max=50, send_timeout_s=0.3, close_timeout_s=0.2, heartbeat_s=60)
+    hub = hub_of(server)
+    stalled = [await open_stalled_client(server, "trades") for _ in range(STALLED_CLIENTS)]
+    try:
+        clients, server_sockets = await _stalled_server_sockets(server, STALLED_CLIENTS)
+        peaks: dict[int, int] = {}
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(_sample_all(clients, peaks, stop))
+        await append_events(db, 3000, per_transaction=1000)
+        # Expected within send_timeout_s, a watchdog interval and close_timeout_s: about 0.6 s.
+        await wait_until(lambda: hub.stats().clients == 0, timeout_s=3)
+        stop.set()
+        await sampler
+        endings = [await _read_to_end(sock) for sock in stalled]
+    finally:
+        for sock in stalled:
+            sock.close()
+
+    assert endings == ["reset"] * STALLED_CLIENTS
+
+    assert hub.stats().clients_closed_slow == STALLED_CLIENTS
+    assert [client.close_code for client in clients] == [4001] * STALLED_CLIENTS
+    assert [server_socket.fileno() for server_socket in server_sockets] == [-1] * STALLED_CLIENTS
+    # One queue of 50 frames of about 250 bytes, plus one socket buffer's worth of unsent output.
+    assert max(peaks.values()) < 50 * 250 + 200_000, peaks
+
+
+async def test_stalled_client_dropped_by_heartbeat_is_aborted(db: Database, start_server: StartServer) -> None:
+    # The send watchdog is far off; the missing pong closes the websocket while output is still buffered.
+    server = await start_server(send_timeout_s=60, close_timeout_s=0.2, heartbeat_s=0.2)
+    hub = hub_of(server)
+    stalled = await open_stalled_client(server, "trades")
+    try:
+        _, (server_socket,) = await _stalled_server_sockets(server, 1)
+        await append_events(db, 3000, per_transaction=1000)
+        await wait_until(lambda: hub.stats().clients == 0, timeout_s=3)
+        await wait_until(lambda: server_socket.fileno() == -1, timeout_s=1)
+        assert await _read_to_end(stalled) == "reset"
+    finally:
+        stalled.close()
 
 
 async def test_client_overflowing_its_queue_catches_up_without_loss(

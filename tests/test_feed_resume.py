@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.fixtures.web import ConnectFeed, append_events, hub_of
+from tests.fixtures.web import ConnectFeed, StartServer, append_events, hub_of
 from whaled.store import Database
 from whaled.web import WebServer
 
@@ -64,6 +64,33 @@ async def test_resume_from_zero_replays_every_event(db: Database, server: WebSer
     feed = await connect_feed(server)
     await feed.subscribe("trades", after=0)
     assert [event["id"] for event in await feed.events(1200)] == ids
+
+
+async def test_replay_longer_than_lag_limit_is_not_closed(
+    db: Database, start_server: StartServer, connect_feed: ConnectFeed
+) -> None:
+    # The full replay that a reset frame suggests must work when more than max_lag_events are stored.
+    stored = await append_events(db, 600)
+    server = await start_server(send_queue_max=10, max_lag_events=50)
+    feed = await connect_feed(server)
+    await feed.subscribe("trades", after=0)
+    assert [event["id"] for event in await feed.events(600)] == stored
+    live = await append_events(db, 20)
+    assert [event["id"] for event in await feed.events(20)] == live
+    assert hub_of(server).stats().clients_closed_slow == 0
+
+
+async def test_resumed_client_behind_new_events_is_closed(
+    db: Database, start_server: StartServer, connect_feed: ConnectFeed
+) -> None:
+    # Events stored after the resume began count as lag, whether they arrive during the replay or after it.
+    await append_events(db, 100)
+    server = await start_server(send_queue_max=10, max_lag_events=50)
+    feed = await connect_feed(server)
+    await feed.send({"op": "subscribe", "topics": ["trades"], "after": 0})
+    await append_events(db, 200, per_transaction=200)
+    await feed.closed()
+    assert feed.ws.close_code == 4001
 
 
 async def test_resume_before_retention_gets_reset(db: Database, server: WebServer, connect_feed: ConnectFeed) -> None:

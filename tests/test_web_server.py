@@ -123,3 +123,63 @@ async def test_close_logs_and_is_idempotent(server: WebServer, caplog: pytest.Lo
     await server.close()
     assert f"Web server on {server.url} stopped" in caplog.text
     assert "Feed stopped at event 0" in caplog.text
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_config_rejects_short_token(host: str) -> None:
+    with pytest.raises(ValidationError, match="access_token: must be at least 16 characters") as rejected:
+        WebSettings(host=host, access_token=SecretStr("x" * 15))
+    assert "x" * 15 not in str(rejected.value)
+    assert WebSettings(host=host, access_token=SecretStr("x" * 16)).access_token is not None
+
+
+# DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 sends its own name in Host.
+REBOUND_HOSTS = ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil.example:{port}"]
+LOOPBACK_HOSTS = ["localhost", "LOCALHOST:{port}", "127.0.0.1", "127.0.0.1:{port}", "127.5.6.7:{port}", "[::1]:{port}"]
+
+
+@pytest.mark.parametrize("host", REBOUND_HOSTS)
+async def test_foreign_host_rejected_without_token(server: WebServer, http: aiohttp.ClientSession, host: str) -> None:
+    headers = {"Host": host.format(port=server.port), "Origin": f"http://{host.format(port=server.port)}"}
+    for path in ("/api/v1/trades", "/api/v1/dashboard/status", "/healthz", "/metrics", "/"):
+        async with http.get(f"{server.url}{path}", headers=headers) as response:
+            assert response.status == 421, path
+            body = await response.json()
+            assert body["error"]["parameter"] == "Host"
+    retry = f"{server.url}/api/v1/dashboard/workflows/1/retry"
+    async with http.post(retry, data="{}", headers={**headers, "Content-Type": "application/json"}) as response:
+        assert response.status == 421
+    with pytest.raises(aiohttp.WSServerHandshakeError) as rejected:
+        await http.ws_connect(f"{server.url}/ws", headers=headers)
+    assert rejected.value.status == 421
+
+
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+async def test_loopback_host_accepted_without_token(server: WebServer, http: aiohttp.ClientSession, host: str) -> None:
+    headers = {"Host": host.format(port=server.port)}
+    async with http.get(f"{server.url}/api/v1/trades", headers=headers) as response:
+        assert response.status == 200
+    async with http.ws_connect(f"{server.url}/ws", headers=headers) as ws:
+        assert (await ws.receive_json())["op"] == "hello"
+
+
+async def test_any_host_accepted_with_token(guarded: WebServer, http: aiohttp.ClientSession) -> None:
+    headers = {"Host": "whaled.example.net", "Authorization": f"Bearer {TOKEN}"}
+    async with http.get(f"{guarded.url}/api/v1/trades", headers=headers) as response:
+        assert response.status == 200
+
+
+async def test_unexpected_error_is_json_500(
+    db: Database, server: WebServer, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with db.transaction() as tx:
+        await tx.execute("DROP TABLE job_runs")
+    caplog.set_level(logging.ERROR, logger="whaled")
+    async with http.get(f"{server.url}/api/v1/job-runs") as response:
+        assert response.status == 500
+        assert response.content_type == "application/json"
+        body = await response.json()
+    assert body == {"error": {"message": "internal server error; the server log has the details", "parameter": None}}
+    (record,) = [record for record in caplog.records if record.exc_info]
+    assert record.getMessage() == "Request GET /api/v1/job-runs failed"
+    assert "no such table: job_runs" in caplog.text

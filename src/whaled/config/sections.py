@@ -231,6 +231,7 @@ class WebSettings(_Section):
     max_message_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
     max_client_errors: int = Field(20, ge=1, le=100_000)
     max_clients: int = Field(10_000, ge=1)
+    max_client_topics: int = Field(64, ge=1, le=10_000)
     close_timeout_s: float = Field(2.0, gt=0, le=60)
     shutdown_timeout_s: float = Field(5.0, gt=0, le=600)
 
@@ -240,6 +241,14 @@ class WebSettings(_Section):
             message = (
                 f"an access_token is required because host {self.host!r} is not a loopback address; set "
                 "WHALED_WEB__ACCESS_TOKEN or the web_access_token credential, or bind to 127.0.0.1"
+            )
+            _raise_problems([_FieldProblem("access_token", message)])
+        # Failed token checks are not rate-limited, so a token must be too long to guess by trying.
+        min_token_chars = 16
+        if self.access_token is not None and len(self.access_token.get_secret_value()) < min_token_chars:
+            message = (
+                f"must be at least {min_token_chars} characters long; generate one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
             _raise_problems([_FieldProblem("access_token", message)])
         return self

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from whaled.web import api_queries as queries
-from whaled.web.api_params import Query, encode_cursor, parse_wallet
+from whaled.web.api_params import EVENT_TOPICS, MAX_ID, Query, encode_cursor, parse_integer, parse_wallet
 from whaled.web.context import WEB_CONTEXT, WebContext
 from whaled.web.errors import ApiParameterError, json_error
 from whaled.web.openapi import build_openapi
@@ -21,7 +21,6 @@ __all__ = ["API_PREFIX", "install"]
 
 API_PREFIX = "/api/v1"
 _MAX_OFFSET = 100_000
-_MAX_ID = 2**63 - 1
 
 
 def install(app: web.Application, ctx: WebContext) -> None:
@@ -65,10 +64,7 @@ def _context(request: web.Request) -> WebContext:
 
 
 def _path_int(request: web.Request, name: str) -> int:
-    value = request.match_info[name]
-    if not value.isdigit() or not 0 < int(value) <= _MAX_ID:
-        raise ApiParameterError(name, f"{name} must be a positive integer (got {value[:40]!r})")
-    return int(value)
+    return parse_integer(request.match_info[name], name, minimum=1, maximum=MAX_ID)
 
 
 def _not_found(what: str, parameter: str) -> ApiParameterError:
@@ -149,7 +145,7 @@ async def _trades(request: web.Request) -> web.Response:
     query = Query(request.query, ("wallet", "market", "whale", "since", "until", "limit", "cursor"))
     trade_filter = queries.TradeFilter(
         wallet=query.wallet("wallet"),
-        market_id=query.integer("market", None, minimum=1, maximum=_MAX_ID),
+        market_id=query.integer("market", None, minimum=1, maximum=MAX_ID),
         whale_only=bool(query.boolean("whale")),
         since_ms=query.time_ms("since"),
         until_ms=query.time_ms("until"),
@@ -166,7 +162,7 @@ async def _alerts(request: web.Request) -> web.Response:
     cursor = query.cursor(1)
     options: dict[str, Any] = {
         "wallet": query.wallet("wallet"),
-        "market_id": query.integer("market", None, minimum=1, maximum=_MAX_ID),
+        "market_id": query.integer("market", None, minimum=1, maximum=MAX_ID),
         "before_id": cursor[0] if cursor else None,
         "limit": query.limit(50, 500),
     }
@@ -192,8 +188,8 @@ async def _job_runs(request: web.Request) -> web.Response:
 
 async def _events(request: web.Request) -> web.Response:
     query = Query(request.query, ("after", "topic", "limit"))
-    after_id = query.integer("after", 0, minimum=0, maximum=_MAX_ID) or 0
-    topic = query.text("topic", max_chars=32)
+    after_id = query.integer("after", 0, minimum=0, maximum=MAX_ID) or 0
+    topic = query.optional_choice("topic", EVENT_TOPICS)
     limit = query.limit(100, 1000)
     async with _context(request).db.reader() as conn:
         await conn.execute("BEGIN")

@@ -1,8 +1,9 @@
 """The JSON API's reads. Each function runs on one pooled reader connection and returns JSON-ready data.
 
-Decimal columns are stored as exact decimal text and returned unchanged, as strings. Sorting by a decimal
-column uses ``CAST(... AS REAL)``, so two values that differ only beyond about 15 significant digits
-may come out in either order; the values themselves stay exact.
+Decimal columns are stored as exact decimal text and returned as strings, in plain notation: a value
+stored with an exponent (``0E-18``) is rewritten without one (``0.000000000000000000``), with the same
+value. Sorting by a decimal column uses ``CAST(... AS REAL)``, so two values that differ only beyond about
+15 significant digits may come out in either order; the values themselves stay exact.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import aiosqlite
@@ -18,6 +20,7 @@ import aiosqlite
 from whaled.store import Event
 
 __all__ = [
+    "DECIMAL_COLUMNS",
     "MARKET_SORTS",
     "WALLET_SORTS",
     "EventsPage",
@@ -30,6 +33,7 @@ __all__ = [
     "list_trades",
     "list_wallets",
     "market_history",
+    "plain_decimal",
     "read_market",
     "read_wallet",
     "row_to_json",
@@ -56,6 +60,31 @@ WALLET_SORTS = {
 # Integer copies of decimal values, kept only for SQL ordering; the exact decimal text is returned instead.
 _HIDDEN_COLUMNS = {"notional_micro", "volume_30d_micro"}
 _BOOLEAN_COLUMNS = {"is_root", "is_whale", "tracked"}
+# Every column the OpenAPI document declares as a decimal string; wallet stats carry a ``stats_`` prefix here.
+DECIMAL_COLUMNS = frozenset(
+    {
+        "amount",
+        "avg_entry_price",
+        "current_value",
+        "fee",
+        "notional_usd",
+        "open_value",
+        "price",
+        "profit",
+        "quote_token_usd_price",
+        "realized_pnl",
+        "shares",
+        "shares_frozen",
+        "shares_owned",
+        "unrealized_pnl",
+        "volume",
+        "volume_24h",
+        "volume_30d",
+        "volume_7d",
+        "win_rate",
+        "yes_price",
+    }
+)
 _JSON_COLUMNS = {"payload", "details", "step_names", "input"}
 _STATS_COLUMNS = (
     "computed_ms, trade_count, volume_24h, volume_7d, volume_30d, markets_traded, realized_pnl, wins, losses, "
@@ -72,8 +101,20 @@ def _decode_json(value: Any) -> Any:
         return value
 
 
+def plain_decimal(value: Any) -> Any:
+    """Return decimal text without an exponent (``"1E+3"`` becomes ``"1000"``); other values unchanged."""
+    if not isinstance(value, str) or ("E" not in value and "e" not in value):
+        return value
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return value
+    return format(number, "f") if number.is_finite() else value
+
+
 def row_to_json(row: sqlite3.Row) -> dict[str, Any]:
-    """Convert one row: flags become booleans, JSON text columns are decoded, ordering helpers dropped."""
+    """Convert one row: flags become booleans, JSON text columns are decoded, decimals are written in plain
+    notation and ordering helpers are dropped."""
     result: dict[str, Any] = {}
     for key in row.keys():  # noqa: SIM118 (sqlite3.Row iterates over values, not names)
         value = row[key]
@@ -83,6 +124,8 @@ def row_to_json(row: sqlite3.Row) -> dict[str, Any]:
             value = bool(value)
         elif key in _JSON_COLUMNS:
             value = _decode_json(value)
+        elif key.removeprefix("stats_") in DECIMAL_COLUMNS:
+            value = plain_decimal(value)
         result[key] = value
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -20,6 +21,8 @@ __all__ = [
     "auth_middleware",
     "cors_middleware",
     "ensure_safe_bind",
+    "host_allowed",
+    "host_middleware",
     "origin_allowed",
     "protect_prefix",
     "redact_query",
@@ -80,6 +83,46 @@ def auth_middleware(settings: WebSettings) -> Middleware:
         )
 
     return check_token
+
+
+def host_allowed(host: str) -> bool:
+    """Return True if a ``Host`` header names ``localhost`` or a loopback address, with or without a port."""
+    try:
+        name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return False
+    if name is None:
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_middleware() -> Middleware:
+    """Reject requests whose ``Host`` is not a loopback name, with 421; installed when no token is configured.
+
+    Against DNS rebinding: a page on another site can point its own host name at 127.0.0.1 and then call
+    this server as a same-origin page would. Its requests still carry that host name in ``Host``, so they
+    get 421. With a token configured the check is not needed, because such a page cannot authenticate.
+    """
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        # Browsers always send Host, and only a browser page can be steered here by DNS rebinding.
+        if host is None or host_allowed(host):
+            return await handler(request)
+        return json_error(
+            421,
+            f"Host {host[:100]!r} is not a loopback address or localhost; without web.access_token this server "
+            "answers only requests addressed to 127.0.0.1, [::1] or localhost",
+            "Host",
+        )
+
+    return check_host
 
 
 def _origin_listed(origin: str, allowed: tuple[str, ...]) -> bool:

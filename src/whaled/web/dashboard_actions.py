@@ -9,12 +9,16 @@ With the alert service wired into ``WebContext.workflows``, its engine resumes t
 is woken. Without it, only the rows change, and a running daemon picks them up within
 ``alerts.poll_interval_s``.
 
-A retry changes state, so besides the access token (under ``/api/``) it requires a JSON body and, from a
-browser, an ``Origin`` of this server or of ``web.cors_origins``. A page on another site can send neither
-without a CORS preflight, and the server allows preflights for GET only.
+A retry changes state, so besides the access token (under ``/api/``) it requires a JSON object as body
+(``{}``), sent as ``application/json``, and, from a browser, an ``Origin`` of this server or of
+``web.cors_origins``. A page on another site can send neither without a CORS preflight, and the server
+allows preflights for GET only. Without an access token, the ``Host`` check against DNS rebinding applies
+as well (see :func:`~whaled.web.auth.host_middleware`).
 """
 
 from __future__ import annotations
+
+import json
 
 from aiohttp import web
 
@@ -23,14 +27,13 @@ from whaled.log import http_logger as logger
 from whaled.notify import OutboxSender
 from whaled.notify import outbox as outbox_store
 from whaled.store import Database
+from whaled.web.api_params import MAX_ID, parse_integer
 from whaled.web.auth import origin_allowed
 from whaled.web.context import WEB_CONTEXT, WebContext
 from whaled.web.errors import ApiParameterError
 from whaled.workflows import AlertService, WorkflowEngine, journal
 
 __all__ = ["install_actions"]
-
-_MAX_ID = 2**63 - 1
 
 
 def install_actions(app: web.Application, prefix: str) -> None:
@@ -47,7 +50,7 @@ def _parts(ctx: WebContext) -> tuple[WorkflowEngine | None, OutboxSender | None]
     return None, None
 
 
-def _check_request(request: web.Request) -> WebContext:
+async def _check_request(request: web.Request) -> WebContext:
     ctx = request.app[WEB_CONTEXT]
     if not origin_allowed(request, ctx.settings.web.cors_origins):
         raise ApiParameterError("Origin", f"origin {request.headers.get('Origin')!r} may not change state", status=403)
@@ -55,14 +58,19 @@ def _check_request(request: web.Request) -> WebContext:
         raise ApiParameterError(
             "Content-Type", f"send Content-Type: application/json (got {request.content_type!r})", status=415
         )
+    # The body carries nothing yet, but it must be a JSON object, as the Content-Type claims.
+    body = await request.read()
+    try:
+        valid = isinstance(json.loads(body), dict)
+    except (ValueError, RecursionError):
+        valid = False
+    if not valid:
+        raise ApiParameterError("body", "the request body must be a JSON object, such as {}")
     return ctx
 
 
 def _path_id(request: web.Request, name: str) -> int:
-    value = request.match_info[name]
-    if not value.isdigit() or not 0 < int(value) <= _MAX_ID:
-        raise ApiParameterError(name, f"{name} must be a positive integer (got {value[:40]!r})")
-    return int(value)
+    return parse_integer(request.match_info[name], name, minimum=1, maximum=MAX_ID)
 
 
 async def _alert_ids(db: Database, workflow_id: int) -> list[int]:
@@ -71,7 +79,7 @@ async def _alert_ids(db: Database, workflow_id: int) -> list[int]:
 
 
 async def _retry_workflow(request: web.Request) -> web.Response:
-    ctx = _check_request(request)
+    ctx = await _check_request(request)
     workflow_id = _path_id(request, "workflow_id")
     db = ctx.db
     if await journal.read_run(db, workflow_id, with_journal=False) is None:
@@ -96,7 +104,7 @@ async def _retry_workflow(request: web.Request) -> web.Response:
 
 
 async def _retry_delivery(request: web.Request) -> web.Response:
-    ctx = _check_request(request)
+    ctx = await _check_request(request)
     delivery_id = _path_id(request, "delivery_id")
     row = await ctx.db.fetchone("SELECT alert_id FROM outbox WHERE id = ?", (delivery_id,))
     if row is None:

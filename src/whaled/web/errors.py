@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from whaled.errors import WhaledError
+from whaled.log import http_logger as logger
 
-__all__ = ["ApiParameterError", "WebStartError", "json_error"]
+__all__ = ["ApiParameterError", "WebStartError", "json_error", "unexpected_error_middleware"]
 
 
 class WebStartError(WhaledError, RuntimeError):
@@ -36,3 +38,19 @@ def json_error(
 ) -> web.Response:
     """Build ``{"error": {"message": ..., "parameter": ...}}`` with ``status``."""
     return web.json_response({"error": {"message": message, "parameter": parameter}}, status=status, headers=headers)
+
+
+@web.middleware
+async def unexpected_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn an exception no handler expected into a JSON 500 that names neither the error nor its values.
+
+    The message and traceback go to the log only, because they may contain stored data or settings.
+    """
+    try:
+        return await handler(request)
+    except (web.HTTPException, ConnectionResetError):
+        # Intended responses, and a peer that went away: aiohttp handles both.
+        raise
+    except Exception:
+        logger.exception("Request %s %s failed", request.method, request.path)
+        return json_error(500, "internal server error; the server log has the details")

@@ -14,6 +14,7 @@ from whaled.log import ws_logger as logger
 from whaled.web.auth import origin_allowed
 from whaled.web.context import WebContext
 from whaled.web.errors import json_error
+from whaled.web.feed_client import CLOSE_INTERNAL_ERROR
 from whaled.web.feed_hub import FeedHub
 
 __all__ = ["FEED_HUB", "install"]
@@ -51,7 +52,11 @@ async def _handle_ws(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         return json_error(400, "the connection closed before the websocket upgrade")
+
+    # Without autoclose, the client's close frame ends run_reader(), and FeedClient sends the reply, so
+    # that every closing handshake goes through FeedClient's bounded close.
     ws = web.WebSocketResponse(
+        autoclose=False,
         heartbeat=settings.heartbeat_s,
         max_msg_size=settings.max_message_bytes,
         timeout=settings.close_timeout_s,
@@ -59,8 +64,13 @@ async def _handle_ws(request: web.Request) -> web.StreamResponse:
     )
     output = await ws.prepare(request)
     client = hub.connect(ws, request.remote or "unknown", transport, output)
+
     try:
         await client.run_reader()
+    except Exception:
+        # The upgrade response is sent already, so no error response can follow. The client gets 1011.
+        logger.exception("Feed client %d (%s) failed", client.id, client.peer)
+        client.request_close(CLOSE_INTERNAL_ERROR, "internal server error")
     finally:
         await hub.disconnect(client)
     return ws

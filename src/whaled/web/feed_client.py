@@ -10,6 +10,9 @@ no gap and no duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from whaled.web.feed_protocol import (
 
 __all__ = [
     "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL_ERROR",
     "CLOSE_NORMAL",
     "CLOSE_POLICY",
     "CLOSE_SLOW",
@@ -41,6 +45,7 @@ __all__ = [
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SLOW = 4001
 _MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, two of which hold the code
 
@@ -54,6 +59,7 @@ class FeedLimits:
     max_lag_events: int
     max_client_errors: int
     close_timeout_s: float
+    max_client_topics: int = 64
     page_size: int = 500
 
 
@@ -91,6 +97,9 @@ class FeedClient:
         self.ws = ws
         self.topics: set[str] = set()
         self.cursor = source.position
+        # The newest event when a resume began. Events up to it were stored before the client asked for
+        # them, so replaying them does not count as lag.
+        self.replay_end = 0
         self.live = True
         self.queue: deque[bytes] = deque()
         self.send_started: float | None = None
@@ -109,6 +118,7 @@ class FeedClient:
         self._room = asyncio.Event()
         self._room.set()
         self._writer_task: asyncio.Task[None] | None = None
+        self._drain_task: asyncio.Future[None] | None = None
         self._close_task: asyncio.Task[None] | None = None
 
     @property
@@ -121,6 +131,10 @@ class FeedClient:
 
     def start(self, hello: dict[str, Any]) -> None:
         """Queue the hello frame and start the writer task."""
+        # Until a closing handshake begins, every close of this socket is an abort. aiohttp closes the
+        # transport itself when a ping goes unanswered, and after a plain close the kernel would keep the
+        # unread output, up to its socket buffer of megabytes, for a peer that may never read it.
+        _set_reset_on_close(self._transport, True)
         self.queue.append(reply_frame("hello", None, protocol=PROTOCOL_VERSION, **hello))
         self._writer_task = asyncio.create_task(self._run_writer(), name=f"feed-writer-{self.id}")
 
@@ -179,6 +193,10 @@ class FeedClient:
                         self._idle = False
         except ConnectionError as exc:
             logger.debug("Feed client %d (%s) stopped sending: %s", self.id, self.peer, exc)
+        except Exception:
+            # A failed read of the events table, for one: without its writer the client would hang.
+            logger.exception("Feed client %d (%s) failed to send events; closing it", self.id, self.peer)
+            self.request_close(CLOSE_INTERNAL_ERROR, f"internal server error; reconnect with after={self.cursor}")
 
     async def _flush(self) -> None:
         # Frames are complete websocket frames, so the whole queue goes out in one write. Pings, pongs and
@@ -193,8 +211,19 @@ class FeedClient:
             self._room.set()
             self.send_started = clock()
             self._transport.write(data)
-            await self._output.drain()
+            await self._drain()
         self.send_started = None
+
+    async def _drain(self) -> None:
+        # aiohttp (3.14) keeps one drain future per connection and shares it with every writer, including
+        # its own close(). Cancelling a task that awaits that future directly cancels the future itself,
+        # and every later wait for the socket then fails at once with CancelledError. The shield keeps the
+        # future intact when this writer is cancelled.
+        if self._transport.get_write_buffer_size() == 0:
+            return
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.ensure_future(self._output.drain())
+        await asyncio.shield(self._drain_task)
 
     async def _catch_up(self) -> None:
         source = self._source
@@ -202,7 +231,7 @@ class FeedClient:
         if self.cursor >= upper:
             self._go_live()
             return
-        if upper - self.cursor > self._limits.max_lag_events:
+        if upper - max(self.cursor, self.replay_end) > self._limits.max_lag_events:
             self.request_close(
                 CLOSE_SLOW,
                 f"more than {self._limits.max_lag_events} events behind; reconnect with after={self.cursor}",
@@ -255,8 +284,14 @@ class FeedClient:
     async def _subscribe(self, request: ClientRequest) -> None:
         if request.after is not None and self.subscribed:
             raise FeedProtocolError("after_not_first", "after is accepted only on the first subscribe of a connection")
-        self.subscribed = True
         topics = sorted(self.topics.union(request.topics))
+        if len(topics) > self._limits.max_client_topics:
+            raise FeedProtocolError(
+                "too_many_topics",
+                f"a connection may have at most {self._limits.max_client_topics} topics, and this request would "
+                f"make {len(topics)}; unsubscribe from some first",
+            )
+        self.subscribed = True
         if request.after is None:
             # The reply goes first, so that no event of a new topic precedes it.
             await self._reply("subscribed", request.ref, topics=topics, after=self.cursor)
@@ -272,6 +307,7 @@ class FeedClient:
             await self._reply("reset", request.ref, after=request.after, resume_after=self.cursor, **reset)
         else:
             self.cursor = request.after
+            self.replay_end = self._source.position
         await self._reply("subscribed", request.ref, topics=topics, after=self.cursor)
         self.topics.update(request.topics)
         self.fall_behind()
@@ -314,17 +350,57 @@ class FeedClient:
         return self._close_task
 
     async def _close(self, code: int, reason: str) -> None:
+        # Every path ends with the socket closed: a peer that reads nothing cannot take the close frame, and
+        # a graceful transport close would then wait for the unsent output forever.
+        completed = False
+        try:
+            await self._stop_writer()
+            completed = not self.ws.closed and await self._close_handshake(code, reason)
+        finally:
+            if not completed:
+                _set_reset_on_close(self._transport, True)
+                self._transport.abort()
+            await self._stop_drain()
+
+    async def _stop_writer(self) -> None:
         writer = self._writer_task
-        if writer is not None:
+        if writer is not None and not writer.done():
             writer.cancel()
             await asyncio.wait([writer])
-        if self.ws.closed:
-            return
+
+    async def _close_handshake(self, code: int, reason: str) -> bool:
+        """Send the close frame and wait for the peer's; return True if the handshake completed."""
         message = reason.encode()[:_MAX_REASON_BYTES].decode(errors="ignore").encode()
+        task = asyncio.current_task()
+        _set_reset_on_close(self._transport, False)
         try:
             async with asyncio.timeout(self._limits.close_timeout_s):
                 await self.ws.close(code=code, message=message)
         except TimeoutError:
-            # The peer reads nothing, so the close frame cannot leave the send buffer.
             logger.debug("Feed client %d (%s) did not read its close frame; aborting", self.id, self.peer)
-            self._transport.abort()
+            return False
+        except asyncio.CancelledError:
+            if task is not None and task.cancelling():
+                raise
+            # Not a cancellation of this task: aiohttp's shared drain future was cancelled by another task,
+            # such as aiohttp's own ping task, so close() cannot wait for the socket.
+            logger.debug("Feed client %d (%s) cannot send its close frame; aborting", self.id, self.peer)
+            return False
+        return self.ws.exception() is None
+
+    async def _stop_drain(self) -> None:
+        # The socket is closed or aborted by now, so the drain future ends soon. Cancelling only hurries it.
+        drain = self._drain_task
+        if drain is not None and not drain.done():
+            drain.cancel()
+            await asyncio.wait([drain])
+
+
+def _set_reset_on_close(transport: asyncio.Transport, enabled: bool) -> None:
+    """Make a close of the transport's socket reset the connection and drop unsent data (SO_LINGER 0)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    # An OSError means the socket is closed already.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", int(enabled), 0))

@@ -63,6 +63,7 @@ class FeedHub:
             max_lag_events=settings.max_lag_events,
             max_client_errors=settings.max_client_errors,
             close_timeout_s=settings.close_timeout_s,
+            max_client_topics=settings.max_client_topics,
         )
         self._position = 0
         self._clients: set[FeedClient] = set()
@@ -176,6 +177,7 @@ class FeedHub:
             "heartbeat_s": self.settings.heartbeat_s,
             "send_queue_max": self.settings.send_queue_max,
             "max_message_bytes": self.settings.max_message_bytes,
+            "max_topics": self.settings.max_client_topics,
         }
 
     # The FeedSource interface used by clients.

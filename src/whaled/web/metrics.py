@@ -113,7 +113,7 @@ async def _metrics(request: web.Request) -> web.Response:
     await collector.refresh()
     text = generate_latest(request.app[_REGISTRY]).decode()
     return web.Response(
-        text=request.app[_REDACTOR].text(text),
+        text=request.app[_REDACTOR].exposition(text),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from whaled import __version__
+from whaled.web.api_params import EVENT_TOPICS
 
 __all__ = ["build_openapi"]
 
@@ -318,7 +319,7 @@ def _activity_paths() -> dict[str, Any]:
             "EventPage",
             [
                 _parameter("after", "return events with a greater id (default 0)", _INTEGER),
-                _parameter("topic", "only this event topic: trade, market, wallet, alert, job", _STRING),
+                _parameter("topic", "only this event topic", {"enum": list(EVENT_TOPICS)}),
                 _limit(100, 1000),
             ],
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from whaled.log import http_logger
 from whaled.log import http_logger as logger
@@ -14,17 +15,23 @@ from whaled.web.auth import (
     auth_middleware,
     cors_middleware,
     ensure_safe_bind,
+    host_middleware,
 )
 from whaled.web.context import WEB_CONTEXT, WebContext
-from whaled.web.errors import WebStartError
+from whaled.web.errors import WebStartError, unexpected_error_middleware
 
 __all__ = ["WebServer", "create_app", "start_web"]
 
 
 def create_app(ctx: WebContext) -> web.Application:
-    """Build the application: access control first, then the feed, the API, the dashboard, metrics, health."""
+    """Build the application: error handling and access control first, then the feed, the API, the dashboard,
+    metrics and health."""
     settings = ctx.settings.web
-    app = web.Application(middlewares=[cors_middleware(settings), auth_middleware(settings)])
+    middlewares: list[Middleware] = [unexpected_error_middleware]
+    if settings.access_token is None:
+        middlewares.append(host_middleware())
+    middlewares += [cors_middleware(settings), auth_middleware(settings)]
+    app = web.Application(middlewares=middlewares)
     app[WEB_CONTEXT] = ctx
     app[PROTECTED_PREFIXES] = list(DEFAULT_PROTECTED_PREFIXES)
     for part in (feed, api, dashboard, metrics, health):
