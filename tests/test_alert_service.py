@@ -17,6 +17,8 @@ from whaled.simulator import RunningSimulator
 from whaled.simulator.mailsink import MailSink
 from whaled.store import Database
 from whaled.workflows import AlertService
+from whaled.workflows.alert import alert_title
+from whaled.workflows.rules import Match
 
 
 @pytest.fixture
@@ -191,3 +193,18 @@ async def test_stall_and_recovery_are_emailed(
         "[whaled] whaled stalled: job sync-markets has not succeeded for 20 minutes",
     ]
     assert governed.calls == 0
+
+
+def test_alert_title_is_one_line() -> None:
+    details = {
+        "wallet_name": "Orca\r\nBcc: spy@example.net (0xaaaa…aaaa)",
+        "side": "buy",
+        "outcome": "YES",
+        "notional_usd": "12000",
+    }
+    match = Match("whale_trade", "0x" + "a" * 40, 101, "whale_trade:trade:1", 3600.0, details=details)
+
+    title = alert_title(match, "new", "Rain\x00in\u2028Zürich?")
+
+    assert title == "Orca Bcc: spy@example.net (0xaaaa…aaaa) buy YES for 12000 USD on Rain in Zürich?"
+    assert title.splitlines() == [title]

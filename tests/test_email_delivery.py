@@ -79,6 +79,26 @@ async def test_non_ascii_title_gives_ascii_headers(
     assert "Zürich" in html.get_content()
 
 
+async def test_line_break_in_label_still_sends(
+    tmp_path: Path, db: Database, mail_sink: MailSink, service_factory: Any
+) -> None:
+    await service_factory(alert_settings(tmp_path, mail_sink.port))
+    await append_trade(db, 1, title="Rain\nin Zürich?", label="<b>Ørca</b>\r\nBcc: spy@example.net")
+    await eventually(lambda: _sent(db, 1))
+
+    [path] = mail_sink.messages()
+    head = path.read_bytes().split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    [message] = read_messages(mail_sink)
+    assert message["Bcc"] is None
+    assert message["Subject"] == (
+        "[whaled] <b>Ørca</b> Bcc: spy@example.net (0xaaaa…aaaa) buy YES for 10000 USD on Rain in Zürich?"
+    )
+    html = message.get_body(("html",))
+    assert html is not None
+    assert "&lt;b&gt;Ørca&lt;/b&gt;" in html.get_content()
+
+
 async def test_alerts_wait_in_outbox_while_server_is_down(tmp_path: Path, db: Database, service_factory: Any) -> None:
     port = free_port()
     await service_factory(alert_settings(tmp_path, port))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
 from datetime import UTC, datetime
+from email.message import EmailMessage
 
 from whaled.config import QuietHours
 from whaled.notify.message import build_alert_email, build_digest_email, render_bytes
@@ -91,3 +95,51 @@ def test_alert_message_id_is_stable_and_digest_lists_all() -> None:
     assert "* Orca bought" in body.get_content()
     assert "* Shark sold" in body.get_content()
     assert render_bytes(digest).split(b"\r\n\r\n", 1)[0].isascii()
+
+
+def _parse(message: EmailMessage) -> tuple[bytes, EmailMessage]:
+    raw = render_bytes(message)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return raw.split(b"\r\n\r\n", 1)[0], parsed
+
+
+def test_headers_replace_control_characters() -> None:
+    title = "Ørca\r\nBcc: spy@example.net\x00 bought\u2028東京"
+    payload = {"wallet_name": "<b>Ørca</b>\r\nBcc: spy@example.net"}
+    alert = AlertView(7, "whale_trade", "new", title, "whale_trade:trade:7", payload, 0)
+    message = build_alert_email(alert, sender="Wälé\x0bWatch\x07 <w@example.org>", recipient="a@example.com")
+    head, parsed = _parse(message)
+
+    assert head.isascii()
+    assert re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", head) is None
+    assert re.search(rb"^Bcc", head, re.MULTILINE | re.IGNORECASE) is None
+    assert parsed["Bcc"] is None
+    assert parsed["Subject"] == "[whaled] Ørca Bcc: spy@example.net  bought 東京"
+    assert parsed["From"].addresses[0].display_name == "Wälé Watch"
+    assert b"=?utf-8?" in head
+
+
+def test_bodies_keep_label_text_escaped_in_html() -> None:
+    payload = {"wallet_name": "<b>Ørca</b>\r\nBcc: spy@example.net"}
+    alert = AlertView(7, "whale_trade", "new", "Ørca\r\nbought", "whale_trade:trade:7", payload, 0)
+    _, parsed = _parse(build_alert_email(alert, sender="w@example.org", recipient="a@example.com"))
+    text = parsed.get_body(("plain",))
+    html = parsed.get_body(("html",))
+    assert text is not None
+    assert html is not None
+
+    assert "Wallet: <b>Ørca</b>\r\nBcc: spy@example.net" in text.get_content()
+    assert "&lt;b&gt;Ørca&lt;/b&gt;" in html.get_content()
+    assert "<b>Ørca" not in html.get_content()
+
+
+def test_digest_subject_replaces_control_characters() -> None:
+    first = AlertView(1, "whale_trade", "new", "Orca\r\nBcc: spy@example.net", "k1", {}, 0)
+    second = AlertView(2, "whale_trade", "new", "Shark\nsold", "k2", {}, 0)
+    digest = build_digest_email([first, second], sender="w@example.org", recipient="a@example.com", message_id="<d@x>")
+    head, parsed = _parse(digest)
+
+    assert parsed["Subject"] == "[whaled] 2 alerts: Orca Bcc: spy@example.net"
+    assert parsed["Bcc"] is None
+    assert head.isascii()

@@ -1,4 +1,7 @@
-"""The operations commands ``whaled db``, ``whaled wallets`` and ``whaled status``, run through their handlers."""
+"""The operations commands ``whaled db``, ``whaled wallets`` and ``whaled status``, run through their handlers.
+
+Also the wallet labels that whale discovery takes from the leaderboard.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ from tests.fixtures.service import free_port
 from whaled.app import Daemon
 from whaled.config import Settings
 from whaled.errors import WhaledError
-from whaled.jobs import JobRunner
+from whaled.jobs import JobContext, JobRunner
+from whaled.jobs.discovery import refresh_discovered_wallets
 from whaled.lock import InstanceLock, InstanceLockedError
 from whaled.ops.common import DatabaseMissingError
 from whaled.ops.db import BackupError, cmd_db_backup, cmd_db_migrate, cmd_db_stats, cmd_db_vacuum
 from whaled.ops.status import cmd_status, collect_status
 from whaled.ops.wallets import InvalidWalletError, cmd_wallets_add, cmd_wallets_list, cmd_wallets_remove
+from whaled.simulator import RunningSimulator
 from whaled.store.migrate import available_migrations
 
 NEW_WALLET = "0x" + "AB" * 20
@@ -179,6 +184,52 @@ async def test_ops_wallets_rejects_bad_input(settings: Settings) -> None:
         await cmd_wallets_add(args(address="0x1234", label=None), settings)
     with pytest.raises(WhaledError, match="is not in the database"):
         await cmd_wallets_remove(args(address=NEW_WALLET), settings)
+
+
+async def test_ops_wallets_add_rejects_control_characters(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await cmd_db_migrate(args(), settings)
+    capsys.readouterr()
+
+    codes = [
+        await cmd_wallets_add(args(address=NEW_WALLET, label=label), settings)
+        for label in ("x\r\ny", "Orca\nBcc: spy@example.net", "tab\there", "nul\x00", "next\u2028line")
+    ]
+    output = capsys.readouterr()
+
+    assert codes == [2, 2, 2, 2, 2]
+    assert "invalid label 'x\\r\\ny': it contains the control character U+000D" in output.err
+    assert "invalid label 'next\\u2028line': it contains the control character U+2028" in output.err
+    assert "use printable characters only" in output.err
+    assert output.out == ""
+    assert rows(settings.store.path, "SELECT count(*) FROM wallets") == [(0,)]
+    assert rows(settings.store.path, "SELECT count(*) FROM events") == [(0,)]
+
+
+async def test_discovery_cleans_leaderboard_names(job_runner: JobRunner, simulator: RunningSimulator) -> None:
+    names = {
+        "0x" + "e1" * 20: "Orca\r\nBcc: spy@example.net",
+        "0x" + "e2" * 20: "\x1b[31mRed\x1b[0m\u2028 ",
+        "0x" + "e3" * 20: "W" * 100,
+    }
+    for address, name in names.items():
+        simulator.state.add_wallet(address, whale=True, name=name)
+        simulator.state.add_trade(address, amount="50000000")
+    context = JobContext(job_runner.db, job_runner.api, job_runner.settings, run_id=1)
+
+    result = await refresh_discovered_wallets(context, force=True)
+
+    assert result["refreshed"] is True
+    labels = dict(await job_runner.db.fetchall("SELECT address, label FROM wallets WHERE source = 'discovery'"))
+    assert labels["0x" + "e1" * 20] == "Orca Bcc: spy@example.net"
+    assert labels["0x" + "e2" * 20] == "[31mRed [0m"
+    assert labels["0x" + "e3" * 20] == "W" * 64
+    for label in labels.values():
+        assert label.isprintable()
+        assert len(label) <= 64
+    events = await job_runner.db.fetchall("SELECT payload FROM events WHERE type = 'wallet.added'")
+    assert "Orca Bcc: spy@example.net" in [json.loads(row["payload"])["label"] for row in events]
 
 
 async def test_ops_wallets_remove_config_wallet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

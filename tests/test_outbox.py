@@ -1,28 +1,44 @@
-"""Outbox recovery after a crash, and the operator commands: workflows list/show/retry/cancel, alerts test."""
+"""The outbox: recovery after a crash, rows that cannot be sent, and the operator commands.
+
+The commands are workflows list/show/retry/cancel and alerts test.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
-from tests.fixtures.smtp import alert_settings, append_trade, eventually, read_messages
-from whaled.notify import outbox
+from tests.fixtures.smtp import FakeClock, alert_settings, append_trade, eventually, free_port, read_messages
+from whaled.config import Settings
+from whaled.notify import EmailTransport, OutboxSender, WebhookTransport, outbox
 from whaled.simulator.mailsink import MailSink
 from whaled.store import Database
 from whaled.workflows import AlertService
 from whaled.workflows.commands import add_parsers
 
+# A lone UTF-16 surrogate: valid JSON, but no UTF-8 body can carry it, so the email cannot be built.
+UNENCODABLE_PAYLOAD = '{"market_title": "\\ud800"}'
 
-async def queue_alert(db: Database, alert_id: int, targets: list[str]) -> None:
+
+async def queue_alert(
+    db: Database, alert_id: int, targets: list[str], *, payload: str = "{}", webhook_urls: tuple[str, ...] = ()
+) -> None:
     async with db.transaction() as tx:
         await tx.execute(
             "INSERT INTO alerts (id, rule, kind, dedupe_key, source_event_id, title, payload, created_ms) "
-            "VALUES (?, 'whale_trade', 'new', ?, 1, 'Orca bought', '{}', 0)",
-            (alert_id, f"k{alert_id}"),
+            "VALUES (?, 'whale_trade', 'new', ?, 1, 'Orca bought', ?, 0)",
+            (alert_id, f"k{alert_id}", payload),
         )
-        await outbox.add_deliveries(tx, alert_id, targets, [], 0)
+        await outbox.add_deliveries(tx, alert_id, targets, list(webhook_urls), 0)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -125,3 +141,150 @@ async def test_prune_delivered_keeps_unsettled_alerts(db: Database) -> None:
     assert [row[0] for row in remaining] == [2, 3]
     alerts = await db.fetchall("SELECT id FROM alerts ORDER BY id")
     assert [row[0] for row in alerts] == [2, 3]
+
+
+def whaled_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name.startswith("whaled")]
+
+
+async def run_sender(db: Database, settings: Settings, check: Callable[[], Awaitable[bool]]) -> None:
+    """Run a sender until ``check`` passes, then three more passes, which must leave settled rows alone."""
+    sender = OutboxSender(db, settings.smtp, settings.alerts)
+    await sender.start()
+    try:
+        await eventually(check, timeout_s=3)
+        for _ in range(3):
+            await sender.run_once()
+    finally:
+        await sender.close()
+
+
+async def test_unbuildable_email_fails_once_beside_good_one(
+    tmp_path: Path, db: Database, mail_sink: MailSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="whaled")
+    await queue_alert(db, 1, ["ops@example.com"], payload=UNENCODABLE_PAYLOAD)
+    await queue_alert(db, 2, ["ops@example.com"])
+
+    await run_sender(db, alert_settings(tmp_path, mail_sink.port), lambda: _statuses_are(db, ["failed", "sent"]))
+
+    [message] = read_messages(mail_sink)
+    assert message["Message-ID"].startswith("<whaled.alert.2.")
+    row = await db.fetchone("SELECT attempts, last_error FROM outbox WHERE id = 1")
+    assert row is not None
+    assert row["attempts"] == 0
+    assert row["last_error"].startswith("the email could not be built: UnicodeEncodeError: ")
+    records = whaled_records(caplog)
+    assert len(records) < 10
+    [error] = [record for record in records if record.levelno >= logging.ERROR]
+    assert "delivery 1 to ops@example.com failed for good" in error.getMessage()
+    assert error.exc_info is not None
+
+
+async def test_unbuildable_alert_is_dropped_from_digest(tmp_path: Path, db: Database, mail_sink: MailSink) -> None:
+    await queue_alert(db, 1, ["ops@example.com"])
+    await queue_alert(db, 2, ["ops@example.com"], payload=UNENCODABLE_PAYLOAD)
+    await queue_alert(db, 3, ["ops@example.com"])
+    settings = alert_settings(tmp_path, mail_sink.port, digest_threshold=1)
+
+    await run_sender(db, settings, lambda: _statuses_are(db, ["sent", "failed", "sent"]))
+
+    [message] = read_messages(mail_sink)
+    assert message["Subject"] == "[whaled] 2 alerts: Orca bought"
+    message_ids = await db.fetchall("SELECT message_id FROM outbox WHERE status = 'sent'")
+    assert {row[0] for row in message_ids} == {message["Message-ID"]}
+
+
+async def test_unencodable_webhook_fails_once(
+    tmp_path: Path, db: Database, aiohttp_server: AiohttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="whaled")
+    bodies: list[bytes] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    url = str((await aiohttp_server(app)).make_url("/hook"))
+    await queue_alert(db, 1, [], payload=UNENCODABLE_PAYLOAD, webhook_urls=(url,))
+    await queue_alert(db, 2, [], webhook_urls=(url,))
+    settings = alert_settings(tmp_path, free_port(), recipients=[], webhook_urls=[url], webhook_secret="s")
+
+    await run_sender(db, settings, lambda: _statuses_are(db, ["failed", "sent"]))
+
+    assert [json.loads(body)["alert"]["alert_id"] for body in bodies] == [2]
+    row = await db.fetchone("SELECT last_error FROM outbox WHERE id = 1")
+    assert row is not None
+    assert "payload could not be encoded" in row[0]
+    assert len([record for record in whaled_records(caplog) if record.levelno >= logging.ERROR]) == 1
+
+
+class BrokenEmail(EmailTransport):
+    """A transport with a bug: every send raises an exception that no delivery error describes."""
+
+    async def send(self, recipient: str, message: bytes, *, before_data: Any = None) -> None:
+        raise RuntimeError("bug in the transport")
+
+
+class BrokenWebhook(WebhookTransport):
+    async def post(self, url: str, payload: dict[str, Any], *, delivery_id: int, idempotency_key: str) -> None:
+        raise RuntimeError("bug in the transport")
+
+
+async def test_unexpected_send_error_retries_after_delay(tmp_path: Path, db: Database) -> None:
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    await queue_alert(db, 1, ["ops@example.com"], webhook_urls=(url,))
+    settings = alert_settings(
+        tmp_path, free_port(), webhook_urls=[url], webhook_secret="s", retry_base_s=10, retry_max_s=10
+    )
+    clock = FakeClock()
+    sender = OutboxSender(
+        db, settings.smtp, settings.alerts, clock=clock, email=BrokenEmail(settings.smtp), webhook=BrokenWebhook(None)
+    )
+    try:
+        assert await sender.run_once() == 2
+        assert await sender.run_once() == 0
+    finally:
+        await sender.close()
+
+    rows = await db.fetchall("SELECT channel, status, attempts, next_attempt_ms, last_error FROM outbox ORDER BY id")
+    for row in rows:
+        assert row["status"] == "pending", row["channel"]
+        assert row["attempts"] == 1, row["channel"]
+        assert clock.now + 5_000 <= row["next_attempt_ms"] <= clock.now + 10_000, row["channel"]
+        assert row["last_error"].endswith("unexpected RuntimeError"), row["channel"]
+
+
+async def test_sender_loop_backs_off_after_pass_error(
+    tmp_path: Path, db: Database, mail_sink: MailSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="whaled")
+    settings = alert_settings(tmp_path, mail_sink.port)  # poll_interval_s = 0.05
+    sender = OutboxSender(db, settings.smtp, settings.alerts)
+    await sender.start()
+    try:
+        async with db.transaction() as tx:
+            await tx.execute("ALTER TABLE outbox RENAME TO outbox_moved")
+        started = time.monotonic()
+        sender.wake()
+
+        def pass_errors() -> list[logging.LogRecord]:
+            return [record for record in whaled_records(caplog) if "Outbox pass failed" in record.getMessage()]
+
+        async def three_errors() -> bool:
+            return len(pass_errors()) >= 3
+
+        await eventually(three_errors, timeout_s=3)
+        # Pauses of 0.05 s and 0.1 s come before the third error. A loop without them repeats at once.
+        assert time.monotonic() - started >= 0.15
+        assert all(record.exc_info is not None for record in pass_errors())
+
+        async with db.transaction() as tx:
+            await tx.execute("ALTER TABLE outbox_moved RENAME TO outbox")
+        await queue_alert(db, 1, ["ops@example.com"])
+        await eventually(lambda: _statuses_are(db, ["sent"]), timeout_s=3)
+    finally:
+        await sender.close()
+    assert len(mail_sink.messages()) == 1

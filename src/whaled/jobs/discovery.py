@@ -2,6 +2,8 @@
 
 The leaderboard is an undocumented web-app endpoint that may fail or change without notice. A failed request
 keeps the previous set, is stored as ``discovery.last_error`` in ``meta`` and logged, and does not fail the job.
+Its user names become wallet labels, which appear in email subjects, logs and the dashboard, so each name is
+cleaned first: control characters become spaces and the name is cut to ``MAX_LABEL_CHARS`` characters.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from whaled.clock import now_ms
 from whaled.governor.opinion import REQUEST_ERRORS
 from whaled.jobs.base import JobContext
 from whaled.log import jobs_logger as logger
+from whaled.notify.text import replace_control_characters
 from whaled.store.db import Database, Transaction
 from whaled.store.wallets import set_tracked, upsert_wallet
 
-__all__ = ["refresh_discovered_wallets"]
+__all__ = ["MAX_LABEL_CHARS", "clean_user_name", "refresh_discovered_wallets"]
+
+MAX_LABEL_CHARS = 64
 
 _LAST_REFRESH = "discovery.last_refresh_ms"
 _LAST_ERROR = "discovery.last_error"
@@ -33,6 +38,11 @@ async def _set_meta(tx: Transaction, key: str, value: str) -> None:
     )
 
 
+def clean_user_name(name: str) -> str:
+    """Turn a leaderboard user name into a one-line label of at most ``MAX_LABEL_CHARS`` characters."""
+    return replace_control_characters(name).strip()[:MAX_LABEL_CHARS].rstrip()
+
+
 async def _fetch_candidates(ctx: JobContext) -> dict[str, tuple[int, str]]:
     """Return address → (best rank, user name) over every configured leaderboard."""
     settings = ctx.settings.discovery
@@ -46,7 +56,7 @@ async def _fetch_candidates(ctx: JobContext) -> dict[str, tuple[int, str]]:
                     continue
                 best = found.get(address)
                 if best is None or rank < best[0]:
-                    found[address] = (rank, entry.user_name)
+                    found[address] = (rank, clean_user_name(entry.user_name))
     ranked = sorted(found.items(), key=lambda item: item[1][0])
     return dict(ranked[: settings.max_wallets])
 

@@ -10,8 +10,8 @@ from whaled.notify.errors import (
 from whaled.notify.message import build_alert_email, build_digest_email, render_bytes
 from whaled.notify.outbox import AlertView, Delivery, add_deliveries, requeue
 from whaled.notify.pacing import PacingPolicy
-from whaled.notify.sender import OutboxSender, webhook_payload
-from whaled.notify.webhook import SIGNATURE_HEADER, WebhookTransport, sign_body
+from whaled.notify.sender import OutboxSender
+from whaled.notify.webhook import SIGNATURE_HEADER, WebhookTransport, sign_body, webhook_payload
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -1,7 +1,9 @@
 """Alert emails: plain text plus simple HTML, UTF-8 bodies, and ASCII-only headers (RFC 2047 words).
 
 The Message-ID of an alert email depends only on the alert, so a copy that a receiver already has is
-recognisable as the same message.
+recognisable as the same message. Header values built from data (the Subject, the sender's display name)
+have their control characters replaced with spaces: a CR or LF there would make the email package raise
+ValueError, and would otherwise start a new header. The bodies keep such text, HTML-escaped in the HTML part.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from whaled.clock import ms_to_datetime
 from whaled.notify.outbox import AlertView
+from whaled.notify.text import replace_control_characters
 
 __all__ = [
     "build_alert_email",
@@ -25,6 +28,7 @@ __all__ = [
     "envelope_sender",
     "message_id_for",
     "render_bytes",
+    "render_email",
 ]
 
 _SUBJECT_PREFIX = "[whaled] "
@@ -72,7 +76,7 @@ def digest_message_id(delivery_ids: Sequence[int], sender: str) -> str:
 def _headers(message: EmailMessage, sender: str, recipient: str, subject: str, message_id: str, when_ms: int) -> None:
     name, address = envelope_sender(sender)
     username, _, domain = address.rpartition("@")
-    message["From"] = Address(display_name=name, username=username, domain=domain)
+    message["From"] = Address(display_name=replace_control_characters(name).strip(), username=username, domain=domain)
     message["To"] = recipient
     message["Subject"] = subject
     message["Date"] = format_datetime(ms_to_datetime(when_ms))
@@ -133,15 +137,30 @@ def _assemble(sender: str, recipient: str, subject: str, message_id: str, alerts
 
 
 def build_alert_email(alert: AlertView, *, sender: str, recipient: str) -> EmailMessage:
-    subject = _SUBJECT_PREFIX + alert.title
+    subject = _SUBJECT_PREFIX + replace_control_characters(alert.title)
     return _assemble(sender, recipient, subject, message_id_for(alert, sender), [alert])
 
 
 def build_digest_email(alerts: Sequence[AlertView], *, sender: str, recipient: str, message_id: str) -> EmailMessage:
-    subject = f"{_SUBJECT_PREFIX}{len(alerts)} alerts: {alerts[0].title}"
+    subject = f"{_SUBJECT_PREFIX}{len(alerts)} alerts: {replace_control_characters(alerts[0].title)}"
     return _assemble(sender, recipient, subject, message_id, alerts)
 
 
 def render_bytes(message: EmailMessage) -> bytes:
     """Serialise with CRLF line ends and RFC 2047-encoded headers; the result's headers are ASCII."""
     return message.as_bytes(policy=policy.SMTP)
+
+
+def render_email(
+    alerts: Sequence[AlertView], delivery_ids: Sequence[int], *, sender: str, recipient: str
+) -> tuple[str, bytes]:
+    """Build and serialise one email: a single alert, or a digest whose Message-ID comes from ``delivery_ids``.
+
+    :return: the Message-ID and the message bytes.
+    """
+    if len(alerts) == 1:
+        message = build_alert_email(alerts[0], sender=sender, recipient=recipient)
+    else:
+        message_id = digest_message_id(delivery_ids, sender)
+        message = build_digest_email(alerts, sender=sender, recipient=recipient, message_id=message_id)
+    return str(message["Message-ID"]), render_bytes(message)

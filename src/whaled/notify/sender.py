@@ -3,6 +3,10 @@
 Each attempt claims its rows (``sending``) in one transaction, sends, then records the outcome in another.
 For email the moment before DATA is recorded too, so a crash in between is settled at the next start:
 rows that had reached DATA become ``unknown``, the others are sent again.
+
+Nothing here retries without a delay. Rows whose email cannot be built are marked ``failed`` at once,
+because the same rows would raise again at every pass. An unexpected error in a send is retried after the
+usual retry delay. A pass that raises is followed by a pause that doubles with each failed pass in a row.
 """
 
 from __future__ import annotations
@@ -21,30 +25,17 @@ from whaled.log import mail_logger as logger
 from whaled.notify import outbox
 from whaled.notify.email import EmailTransport
 from whaled.notify.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
-from whaled.notify.message import build_alert_email, build_digest_email, digest_message_id, render_bytes
+from whaled.notify.message import render_email
 from whaled.notify.outbox import AlertView, Delivery, SentMessage
 from whaled.notify.pacing import PacingDecision, PacingPolicy
-from whaled.notify.webhook import WebhookTransport
+from whaled.notify.webhook import WebhookTransport, webhook_payload
 from whaled.store import Database
 
-__all__ = ["OutboxSender", "webhook_payload"]
+__all__ = ["OutboxSender"]
 
 _SETTLE_GRACE_S = 5.0
-
-
-def webhook_payload(alert: AlertView) -> dict[str, Any]:
-    return {
-        "type": "alert",
-        "alert": {
-            "alert_id": alert.id,
-            "rule": alert.rule,
-            "kind": alert.kind,
-            "title": alert.title,
-            "dedupe_key": alert.dedupe_key,
-            "created_ms": alert.created_ms,
-            **alert.payload,
-        },
-    }
+# The maximum pause after a pass that raised. Pauses double from poll_interval_s up to this.
+_MAX_PASS_BACKOFF_S = 300.0
 
 
 class OutboxSender:
@@ -76,6 +67,7 @@ class OutboxSender:
         self._poll_interval_s = alerts.poll_interval_s
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._pass_done = asyncio.Event()
         self._passes_started = 0
         self._passes_done = 0
@@ -99,6 +91,7 @@ class OutboxSender:
     async def close(self, grace_s: float = 10.0) -> None:
         """Finish the pass in progress (within ``grace_s``), stop the loop and close the transports."""
         self._closing = True
+        self._stopping.set()
         self._wake.set()
         if self._task is not None:
             done, _ = await asyncio.wait({self._task}, timeout=grace_s)
@@ -110,14 +103,30 @@ class OutboxSender:
         logger.info("Outbox sender stopped: %s", dict(self.counters))
 
     async def _run_forever(self) -> None:
+        failures = 0
         while not self._closing:
             try:
                 await self.run_once()
+                failures = 0
+                await self._sleep_until_due()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("Outbox pass failed; trying again in %.1f s", self._poll_interval_s)
-            await self._sleep_until_due()
+                # The cause (a broken database, a bug) is likely still there, so pause whatever is due.
+                failures += 1
+                delay = self._pass_backoff_s(failures)
+                logger.exception("Outbox pass failed (%d in a row); next pass in %.2f s", failures, delay)
+                await self._pause(delay)
+
+    def _pass_backoff_s(self, failures: int) -> float:
+        ceiling = max(self._poll_interval_s, _MAX_PASS_BACKOFF_S)
+        return float(min(self._poll_interval_s * 2 ** min(failures - 1, 30), ceiling))
+
+    async def _pause(self, delay_s: float) -> None:
+        """Wait ``delay_s`` seconds or until :meth:`close`. Unlike the poll sleep, :meth:`wake` does not end it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._stopping.wait()
 
     async def _sleep_until_due(self) -> None:
         due = await outbox.next_due_ms(self._db)
@@ -175,8 +184,13 @@ class OutboxSender:
             if decision.action == "defer":
                 await self._defer(decision.rows, decision.until_ms, decision.reason)
                 break
+            built = await self._build(recipient, decision.rows)
+            if isinstance(built, set):
+                # Those rows are now failed for good, so pacing decides again for the others.
+                rows = [row for row in rows if row.id not in built]
+                continue
             attempted += 1
-            sent = await self._send_email(recipient, decision)
+            sent = await self._send_email(recipient, decision, *built)
             if sent is None:
                 # The server failed or rejected: the remaining rows wait for the retry time of this one.
                 await self._defer_after_failure(recipient, rows, decision)
@@ -203,23 +217,48 @@ class OutboxSender:
 
     # Email
 
-    async def _send_email(self, recipient: str, decision: PacingDecision) -> SentMessage | None:
+    async def _build(self, recipient: str, batch: Sequence[Delivery]) -> tuple[str, bytes] | set[int]:
+        """Build the email for ``batch`` and return its Message-ID and bytes, or fail the rows that cannot be built.
+
+        Any exception while building is permanent, because the same rows raise again at every pass. When a
+        digest cannot be built, each of its alerts is tried alone, and only those that raise alone fail (all
+        of them if none does). Returns the ids marked ``failed`` in that case, never an empty set.
+        """
+        alerts = await outbox.read_alerts(self._db, [row.alert_id for row in batch])
+        try:
+            return self._render(recipient, batch, alerts)
+        except Exception as exc:
+            failures = self._unbuildable(recipient, batch, alerts) if len(batch) > 1 else []
+            failures = failures or [(row.id, exc) for row in batch]
+        await self._fail_unbuildable(recipient, failures)
+        return {delivery_id for delivery_id, _ in failures}
+
+    def _render(self, recipient: str, batch: Sequence[Delivery], alerts: dict[int, AlertView]) -> tuple[str, bytes]:
+        views = [alerts[row.alert_id] for row in batch]
+        return render_email(views, [row.id for row in batch], sender=self._sender, recipient=recipient)
+
+    def _unbuildable(
+        self, recipient: str, batch: Sequence[Delivery], alerts: dict[int, AlertView]
+    ) -> list[tuple[int, Exception]]:
+        failures: list[tuple[int, Exception]] = []
+        for row in batch:
+            try:
+                self._render(recipient, [row], alerts)
+            except Exception as exc:
+                failures.append((row.id, exc))
+        return failures
+
+    async def _send_email(
+        self, recipient: str, decision: PacingDecision, message_id: str, data: bytes
+    ) -> SentMessage | None:
         """Send one single or digest email; return what was sent (or may have been), None on failure."""
         ids = [row.id for row in decision.rows]
-        alerts = await outbox.read_alerts(self._db, [row.alert_id for row in decision.rows])
-        views = [alerts[row.alert_id] for row in decision.rows]
-        if decision.action == "single":
-            message = build_alert_email(views[0], sender=self._sender, recipient=recipient)
-        else:
-            message_id = digest_message_id(ids, self._sender)
-            message = build_digest_email(views, sender=self._sender, recipient=recipient, message_id=message_id)
-        message_id = str(message["Message-ID"])
         async with self._db.transaction() as tx:
             claimed = await outbox.claim(tx, ids, message_id, self._clock())
         if claimed != ids:
             await self._release(claimed)
             return None
-        return await self._transmit(recipient, decision, message_id, render_bytes(message))
+        return await self._transmit(recipient, decision, message_id, data)
 
     async def _transmit(
         self, recipient: str, decision: PacingDecision, message_id: str, data: bytes
@@ -251,10 +290,14 @@ class OutboxSender:
             logger.error("Outbox: email %s to %s has an unknown outcome: %s", message_id, recipient, exc.detail)
             return SentMessage(message_id, self._clock(), len(ids))
         except Exception as exc:
-            # A bug must not leave rows claimed forever: settle them as for a failure at the same stage.
+            # A bug must neither leave rows claimed forever nor retry them at once: settle them as for a
+            # failure at the same stage, after the usual retry delay.
             logger.exception("Outbox: email %s to %s raised an unexpected error", message_id, recipient)
             error = f"unexpected {type(exc).__name__}"
-            await _settle(self._mark_unknown(ids, error) if data_started else self._retry_now(ids, error))
+            if data_started:
+                await _settle(self._mark_unknown(ids, error))
+            else:
+                await _settle(self._retry_later(decision.rows, TransientDeliveryError(recipient, error)))
             return None
         await _settle(self._mark_sent(ids))
         logger.info("Outbox: sent %s (%d alerts) to %s", message_id, len(ids), recipient)
@@ -267,9 +310,9 @@ class OutboxSender:
             claimed = await outbox.claim(tx, [row.id], None, self._clock())
         if not claimed:
             return 0
-        alert = (await outbox.read_alerts(self._db, [row.alert_id]))[row.alert_id]
-        key = f"whaled-alert-{alert.id}-{hashlib.sha256(row.target.encode()).hexdigest()[:12]}"
+        key = f"whaled-alert-{row.alert_id}-{hashlib.sha256(row.target.encode()).hexdigest()[:12]}"
         try:
+            alert = (await outbox.read_alerts(self._db, [row.alert_id]))[row.alert_id]
             await self._webhook.post(row.target, webhook_payload(alert), delivery_id=row.id, idempotency_key=key)
         except asyncio.CancelledError:
             await _settle(self._retry_now([row.id], "cancelled during shutdown"))
@@ -278,9 +321,15 @@ class OutboxSender:
             await _settle(self._retry_later([row], exc))
         except PermanentDeliveryError as exc:
             await _settle(self._fail([row.id], exc))
+        except Exception as exc:
+            # As for email: never leave the row claimed, and retry only after the usual delay.
+            logger.exception("Outbox: webhook delivery %d of alert %d raised an unexpected error", row.id,
+                             row.alert_id)  # fmt: skip
+            error = TransientDeliveryError(row.target, f"unexpected {type(exc).__name__}")
+            await _settle(self._retry_later([row], error))
         else:
             await _settle(self._mark_sent([row.id]))
-            logger.info("Outbox: webhook delivery %d of alert %d posted", row.id, alert.id)
+            logger.info("Outbox: webhook delivery %d of alert %d posted", row.id, row.alert_id)
         return 1
 
     # Settling rows
@@ -311,7 +360,18 @@ class OutboxSender:
         async with self._db.transaction() as tx:
             await outbox.mark_failed(tx, ids, str(exc), self._clock())
         self.counters["failed"] += len(ids)
-        logger.error("Outbox: delivery to %s failed for good: %s", exc.target, exc.detail)
+        logger.error("Outbox: %s to %s failed for good: %s", _deliveries(ids), exc.target, exc.detail)
+
+    async def _fail_unbuildable(self, recipient: str, failures: Sequence[tuple[int, Exception]]) -> None:
+        now = self._clock()
+        async with self._db.transaction() as tx:
+            for delivery_id, exc in failures:
+                await outbox.mark_failed(tx, [delivery_id], _build_error(exc), now)
+        self.counters["failed"] += len(failures)
+        ids = [delivery_id for delivery_id, _ in failures]
+        first = failures[0][1]
+        logger.error("Outbox: email %s to %s failed for good: %s", _deliveries(ids), recipient, _build_error(first),
+                     exc_info=first)  # fmt: skip
 
     async def _mark_unknown(self, ids: Sequence[int], error: str) -> None:
         async with self._db.transaction() as tx:
@@ -322,6 +382,16 @@ class OutboxSender:
         async with self._db.transaction() as tx:
             await outbox.mark_sent(tx, ids, self._clock())
         self.counters["sent"] += len(ids)
+
+
+def _deliveries(ids: Sequence[int]) -> str:
+    """Name rows in a log line: ``delivery 4`` or ``deliveries 4, 7``."""
+    noun = "delivery" if len(ids) == 1 else "deliveries"
+    return f"{noun} {', '.join(map(str, ids))}"
+
+
+def _build_error(exc: Exception) -> str:
+    return f"the email could not be built: {type(exc).__name__}: {exc}"
 
 
 async def _settle(call: Coroutine[Any, Any, None]) -> None:

@@ -16,12 +16,28 @@ import aiohttp
 from pydantic import SecretStr
 
 from whaled.notify.errors import PermanentDeliveryError, TransientDeliveryError
+from whaled.notify.outbox import AlertView
 
-__all__ = ["SIGNATURE_HEADER", "WebhookTransport", "sign_body"]
+__all__ = ["SIGNATURE_HEADER", "WebhookTransport", "sign_body", "webhook_payload"]
 
 SIGNATURE_HEADER = "X-Whaled-Signature"
 # Statuses worth another attempt: the receiver is overloaded, restarting or timed out.
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def webhook_payload(alert: AlertView) -> dict[str, Any]:
+    return {
+        "type": "alert",
+        "alert": {
+            "alert_id": alert.id,
+            "rule": alert.rule,
+            "kind": alert.kind,
+            "title": alert.title,
+            "dedupe_key": alert.dedupe_key,
+            "created_ms": alert.created_ms,
+            **alert.payload,
+        },
+    }
 
 
 def sign_body(secret: str, body: bytes) -> str:
@@ -46,9 +62,13 @@ class WebhookTransport:
         """POST ``payload`` to ``url``.
 
         :raises TransientDeliveryError: connection failure, timeout, or a status in ``_RETRY_STATUSES``.
-        :raises PermanentDeliveryError: any other non-2xx status.
+        :raises PermanentDeliveryError: any other non-2xx status, or a payload that cannot be encoded as
+            UTF-8 JSON (such as a string with a lone surrogate), which no retry can fix.
         """
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise PermanentDeliveryError(url, f"payload could not be encoded: {type(exc).__name__}: {exc}") from None
         headers = {
             "Content-Type": "application/json",
             "X-Whaled-Delivery": str(delivery_id),

@@ -7,23 +7,53 @@ run without a reload. Wallets listed in the configuration are tracked again at e
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from pydantic import ValidationError
 
 from whaled.config import Settings, WalletEntry
 from whaled.errors import WhaledError
+from whaled.notify.text import find_control_character
 from whaled.ops.common import emit, emit_json, format_ms, read_only, require_database
 from whaled.store import Database
 from whaled.store.wallets import set_tracked, upsert_wallet
 
-__all__ = ["InvalidWalletError", "cmd_wallets_add", "cmd_wallets_list", "cmd_wallets_remove", "parse_wallet"]
+__all__ = [
+    "InvalidLabelError",
+    "InvalidWalletError",
+    "check_label",
+    "cmd_wallets_add",
+    "cmd_wallets_list",
+    "cmd_wallets_remove",
+    "parse_wallet",
+]
+
+# The exit status of a command-line usage error, as argparse uses it.
+_EXIT_USAGE = 2
 
 
 class InvalidWalletError(WhaledError, ValueError):
     def __init__(self, address: str, reason: str) -> None:
         self.address = address
         super().__init__(f"invalid wallet address {address!r}: {reason}")
+
+
+class InvalidLabelError(WhaledError, ValueError):
+    def __init__(self, label: str, character: str) -> None:
+        self.label = label
+        super().__init__(
+            f"invalid label {label!r}: it contains the control character U+{ord(character):04X}; "
+            "use printable characters only (a label is one line in alert emails and on the dashboard)"
+        )
+
+
+def check_label(label: str) -> str:
+    """Return ``label`` unchanged, or raise :class:`InvalidLabelError` if it contains a control character."""
+    character = find_control_character(label)
+    if character is not None:
+        raise InvalidLabelError(label, character)
+    return label
 
 
 def parse_wallet(address: str, label: str = "") -> WalletEntry:
@@ -45,7 +75,12 @@ def _in_config(settings: Settings, address: str) -> bool:
 
 
 async def cmd_wallets_add(args: argparse.Namespace, settings: Settings) -> int:
-    entry = parse_wallet(args.address, args.label or "")
+    try:
+        label = check_label(args.label or "")
+    except InvalidLabelError as exc:
+        print(f"whaled: {exc}", file=sys.stderr)  # noqa: T201 (command output)
+        return _EXIT_USAGE
+    entry = parse_wallet(args.address, label)
     db = await _open(settings)
     try:
         async with db.transaction() as tx:

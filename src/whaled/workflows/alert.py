@@ -15,6 +15,7 @@ from whaled.config import Settings
 from whaled.governor import GovernedOpinion, Priority
 from whaled.log import alerts_logger as logger
 from whaled.notify import OutboxSender, add_deliveries
+from whaled.notify.text import replace_control_characters
 from whaled.opinion import OpinionConnectionError, OpinionError, OpinionTimeoutError
 from whaled.store import Event
 from whaled.store.events import dump_payload
@@ -32,7 +33,15 @@ _ENRICH_RETRY = RetryPolicy(
 
 
 def alert_title(match: Match, kind: str, market_title: str | None) -> str:
-    """Build the one-line summary used as the email subject and the event's ``title``."""
+    """Build the one-line summary used as the email subject and the event's ``title``.
+
+    Control characters from the data (a wallet label, a market title) become spaces, so the title stays on
+    one line in the Subject header, in log lines and on the dashboard.
+    """
+    return replace_control_characters(_title(match, kind, market_title))
+
+
+def _title(match: Match, kind: str, market_title: str | None) -> str:
     details = match.details
     market = market_title or details.get("market_title") or f"market {match.market_id}"
     prefix = "Escalation: " if kind == "escalation" else ""
