@@ -1,7 +1,7 @@
 """Queries on trades, per-wallet sync cursors and sync gaps.
 
-:func:`store_trade_page` is the ingest hot path: one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING``
-stores a page and returns the ids of the new rows, and one ``INSERT … SELECT`` appends their events.
+:func:`store_trade_page` is the ingest hot path: one ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING``
+stores a page, and one ``INSERT … SELECT`` appends the events of the new rows, on the writer's thread.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _COLUMNS = (
     "outcome_side, price, shares, amount, fee, profit, quote_token, quote_token_usd_price, usd_amount_raw, "
     "notional_usd, notional_micro, is_whale, status, chain_id, created_at_ms, stored_ms"
 )
-_ROW_PLACEHOLDER = "(" + ",".join("?" * 24) + ")"
+_INSERT = f"INSERT INTO trades ({_COLUMNS}) VALUES ({','.join('?' * 24)}) ON CONFLICT DO NOTHING"
 _KEY_COLUMNS = "tx_hash, market_id, outcome_side, side, price, shares"
 _MICRO = Decimal("0.000001")
 
@@ -114,17 +114,16 @@ async def store_trade_page(
         return []
     stored = now_ms()
     rows = [_row(wallet, trade, trade.notional_usd >= whale_trade_usd, stored) for trade in trades]
-    insert_sql = (
-        f"INSERT INTO trades ({_COLUMNS}) VALUES {','.join([_ROW_PLACEHOLDER] * len(rows))} "
-        "ON CONFLICT DO NOTHING RETURNING id"
-    )
-    parameters = [value for row in rows for value in row]
 
     def write_page(conn: sqlite3.Connection) -> tuple[list[int], int]:
-        new_ids = sorted(record[0] for record in conn.execute(insert_sql, parameters).fetchall())
+        # A new row's id is above every id stored before it (this is the only writer, inside one transaction),
+        # so the ids above the old maximum are exactly the new trades. executemany with ON CONFLICT is about
+        # twice as fast here as one multi-row INSERT … RETURNING.
+        before = conn.execute("SELECT coalesce(max(id), 0) FROM trades").fetchone()[0]
+        conn.executemany(_INSERT, rows)
+        new_ids = [record[0] for record in conn.execute("SELECT id FROM trades WHERE id > ? ORDER BY id", (before,))]
         if not new_ids:
             return [], 0
-        # Ids of one multi-row INSERT are consecutive: this is the only writer, inside one transaction.
         cursor = conn.execute(
             _APPEND_EVENTS,
             {"backfill": int(backfill), "now": stored, "first": new_ids[0], "last": new_ids[-1]},
