@@ -265,7 +265,7 @@ class MonitorSettings(_Section):
 
     - ``check_interval_s`` (s, default 30): how often the stall alarm evaluates the conditions.
     - ``job_stale_factor`` (default 3): a job is stale when its last success is older than this many
-      intervals; the daily cleanup job counts as an interval of one day.
+      intervals. The daily cleanup job counts as an interval of one day.
     - ``startup_grace_s`` (s, default 300): after a start, a job is stale only once this grace plus its
       bound have passed without a success, so that a fresh daemon is not unhealthy.
     - ``governor_paused_max_s`` (s, default 600): a governor paused (or probing) for longer is a problem.

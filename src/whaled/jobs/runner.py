@@ -102,7 +102,7 @@ class JobRunner:
             reason = f"run requested by {trigger} skipped: {other} of this job is still going"
             return await self.record_not_run(name, "skipped", scheduled_ms, reason, trigger=trigger)
         started = now_ms()
-        self.running[name] = 0  # taken before the first await, so that a concurrent call sees it
+        self.running[name] = 0  # taken before the first await, so that a concurrent call finds it
         try:
             run_id = await self._open_run(name, trigger, scheduled_ms, started)
         except BaseException:
@@ -142,7 +142,7 @@ class JobRunner:
         return record
 
     def _governor_note(self) -> str:
-        """Explain a timeout caused by a paused governor, which holds every request back."""
+        """Explain a timeout caused by a paused governor, which delays every request."""
         snapshot = self.api.governor.snapshot()
         if snapshot.state == "running":
             return ""

@@ -64,7 +64,7 @@ class JobRunTally:
 
 @dataclass(frozen=True, slots=True)
 class StoreFigures:
-    """What one scrape reads from the database and its files."""
+    """The data one scrape reads from the database and its files."""
 
     workflows: dict[str, int]
     outbox: dict[str, int]
