@@ -130,3 +130,31 @@ async def test_verbose_hides_aiosqlite_statements(db: Database, tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert " DEBUG " in result.stderr
     assert "aiosqlite" not in result.stderr
+
+
+def test_jobs_list_reports_skipped_apart(tmp_path: Path) -> None:
+    """A skipped tick used to show as the job's last run, which reads like a failure."""
+    database = tmp_path / "whaled.db"
+
+    async def record_runs() -> None:
+        db = await Database.open(database)
+        try:
+            async with db.transaction() as tx:
+                await tx.executemany(
+                    "INSERT INTO job_runs (job, trigger, started_ms, finished_ms, outcome) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        ("sync-markets", "startup", 1_000, 2_000, "success"),
+                        ("sync-markets", "schedule", 1_500, 1_500, "skipped"),
+                    ],
+                )
+        finally:
+            await db.close()
+
+    asyncio.run(record_runs())
+    config = config_file(tmp_path, f'[store]\npath = "{database}"\n')
+    result = run_whaled("jobs", "list", "--json", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["sync-markets"]["last_run"]["outcome"] == "success"
+    assert rows["sync-markets"]["last_not_run"]["outcome"] == "skipped"
+    assert rows["sync-whale-trades"]["last_run"] is None

@@ -84,14 +84,23 @@ async def _job_table(settings: Settings) -> list[dict[str, Any]]:
     try:
         rows = []
         for schedule in job_schedules(settings):
+            # A missed or skipped run did not run, so it is reported apart from the last run that did.
             last = await db.fetchone(
-                "SELECT * FROM job_runs WHERE job = ? AND outcome != 'running' ORDER BY started_ms DESC LIMIT 1",
+                "SELECT * FROM job_runs WHERE job = ? AND outcome NOT IN ('running', 'missed', 'skipped') "
+                "ORDER BY started_ms DESC LIMIT 1",
+                (schedule.name,),
+            )
+            not_run = await db.fetchone(
+                "SELECT * FROM job_runs WHERE job = ? AND outcome IN ('missed', 'skipped') "
+                "ORDER BY started_ms DESC LIMIT 1",
                 (schedule.name,),
             )
             success = await db.fetchone(
                 "SELECT max(finished_ms) FROM job_runs WHERE job = ? AND outcome = 'success'", (schedule.name,)
             )
-            rows.append(_job_row(schedule, last, success[0] if success else None))
+            row = _job_row(schedule, last, success[0] if success else None)
+            row["last_not_run"] = None if not_run is None else _run_summary(not_run)
+            rows.append(row)
         return rows
     finally:
         await db.close()
