@@ -44,6 +44,8 @@ class SyncCursor:
     last_synced_ms: int | None
 
 
+# NOTE: the unique key is the wallet, tx hash, market, outcome side, side, price and shares, because public
+# rows hide tradeNo. Two fills of one transaction that match on all of those are stored as one row.
 def _row(wallet: str, trade: Trade, is_whale: bool, stored: int) -> tuple[Any, ...]:
     notional = trade.notional_usd
     return (
