@@ -100,7 +100,7 @@ def baseline_rows(bodies: list[bytes]) -> list[tuple[list[tuple[Any, ...]], list
     pages = []
     for body in bodies:
         items = _TRADE_LIST.validate_python(json.loads(body)["result"]["list"])
-        trades = [_row(WALLET, trade, trade.notional_usd >= WHALE_USD, 0) for trade in items]
+        trades = [_row(WALLET, trade, WHALE_USD, 0) for trade in items]
         events = []
         for index, row in enumerate(trades):
             payload = dump_payload(trade_payload(row, index))

@@ -46,8 +46,9 @@ class SyncCursor:
 
 # NOTE: the unique key is the wallet, tx hash, market, outcome side, side, price and shares, because public
 # rows hide tradeNo. Two fills of one transaction that match on all of those are stored as one row.
-def _row(wallet: str, trade: Trade, is_whale: bool, stored: int) -> tuple[Any, ...]:
+def _row(wallet: str, trade: Trade, whale_trade_usd: Decimal, stored: int) -> tuple[Any, ...]:
     notional = trade.notional_usd
+    is_whale = notional >= whale_trade_usd
     return (
         wallet,
         trade.tx_hash.lower(),
@@ -115,7 +116,7 @@ async def store_trade_page(
     if not trades:
         return []
     stored = now_ms()
-    rows = [_row(wallet, trade, trade.notional_usd >= whale_trade_usd, stored) for trade in trades]
+    rows = [_row(wallet, trade, whale_trade_usd, stored) for trade in trades]
 
     def write_page(conn: sqlite3.Connection) -> tuple[list[int], int]:
         # A new row's id is above every id stored before it (this is the only writer, inside one transaction),

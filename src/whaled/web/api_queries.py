@@ -328,28 +328,29 @@ async def list_alerts(
     """Return one page of alerts, newest first; an empty page if the alerts table does not exist yet."""
     if not await table_exists(conn, "alerts"):
         return [], False
-    where: list[str] = []
-    parameters: list[Any] = []
-    for column, value in (("wallet", wallet), ("market_id", market_id), ("id", before_id)):
-        if value is not None:
-            where.append(f"{column} < ?" if column == "id" else f"{column} = ?")
-            parameters.append(value)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = await _fetchall(conn, f"SELECT * FROM alerts {clause} ORDER BY id DESC LIMIT ?", [*parameters, limit + 1])
-    return [row_to_json(row) for row in rows[:limit]], len(rows) > limit
+    return await _newest_first(conn, "alerts", {"wallet": wallet, "market_id": market_id}, before_id, limit)
 
 
 async def list_job_runs(
     conn: aiosqlite.Connection, *, job: str | None, outcome: str | None, before_id: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
-    where: list[str] = []
-    parameters: list[Any] = []
-    for column, value in (("job", job), ("outcome", outcome), ("id", before_id)):
-        if value is not None:
-            where.append(f"{column} < ?" if column == "id" else f"{column} = ?")
-            parameters.append(value)
+    return await _newest_first(conn, "job_runs", {"job": job, "outcome": outcome}, before_id, limit)
+
+
+async def _newest_first(
+    conn: aiosqlite.Connection, table: str, equal: dict[str, Any], before_id: int | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Return one page of ``table``, newest id first, filtered by the non-None ``equal`` columns.
+
+    ``table`` and the column names come from this module, never from a request.
+    """
+    where = [f"{column} = ?" for column, value in equal.items() if value is not None]
+    parameters: list[Any] = [value for value in equal.values() if value is not None]
+    if before_id is not None:
+        where.append("id < ?")
+        parameters.append(before_id)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = await _fetchall(conn, f"SELECT * FROM job_runs {clause} ORDER BY id DESC LIMIT ?", [*parameters, limit + 1])
+    rows = await _fetchall(conn, f"SELECT * FROM {table} {clause} ORDER BY id DESC LIMIT ?", [*parameters, limit + 1])
     return [row_to_json(row) for row in rows[:limit]], len(rows) > limit
 
 
