@@ -87,7 +87,7 @@ async def run_real(bodies: list[bytes], path: Path) -> float:
 
 
 def trade_payload(row: tuple[Any, ...], trade_id: int) -> dict[str, Any]:
-    """The event payload whaled writes for a trade row (built here in Python, outside the timed part)."""
+    """Build the event payload whaled writes for a trade row, in Python and outside the timed part."""
     names = ("wallet", "tx_hash", "market_id", "root_market_id", "market_title", "root_market_title", "side")
     payload: dict[str, Any] = {"trade_id": trade_id, "label": "bench", **dict(zip(names, row, strict=False))}
     payload.update(outcome=row[7], outcome_side=row[8], price=row[9], shares=row[10], amount=row[11])

@@ -10,7 +10,7 @@ class WhaledError(Exception):
 
 
 class ConfigError(WhaledError, ValueError):
-    """The configuration is invalid; ``problems`` holds one line per bad key."""
+    """The configuration is invalid. ``problems`` contains one line per bad key."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

@@ -76,8 +76,8 @@ class GovernorSettings(_Section):
     - ``rate_per_s`` (requests/s, default 12): tokens added to the bucket per second.
     - ``burst`` (requests, default 3): bucket size: the max number of requests sent back to back after an idle spell.
     - ``max_in_flight`` (requests, default 8): the max number of requests awaiting a response at once.
-    - ``deadline_s`` (s, default 120): how long a request may wait in the queue, counted from the call;
-      a request still waiting then fails with ``GovernorDeadlineError`` and is never sent.
+    - ``deadline_s`` (s, default 120): how long a request may wait in the queue, counted from the call.
+      A request still waiting then fails with ``GovernorDeadlineError`` and is never sent.
     - ``max_tries`` (attempts, default 5): attempts per request, the first one included.
     - ``max_retry_time_s`` (s, default 60): no retry starts later than this after the first attempt.
     - ``retry_base_s`` (s, default 0.5) and ``retry_max_delay_s`` (s, default 30): retry ``n`` waits a

@@ -16,8 +16,8 @@ __all__ = ["REQUEST_ERRORS", "GovernedOpinion"]
 
 T = TypeVar("T")
 
-# What a governed call raises when that one request failed (after its retries, or unsent past its deadline).
-# Callers that carry on with other work catch these; a closed governor or a bug still propagates.
+# The errors a governed call raises when that one request failed, after its retries or unsent past its
+# deadline. Callers that carry on with other work catch these, while a closed governor or a bug propagates.
 REQUEST_ERRORS = (OpinionError, GovernorDeadlineError)
 
 

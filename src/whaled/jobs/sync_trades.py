@@ -87,7 +87,7 @@ async def sync_wallet_trades(ctx: JobContext, wallet: TrackedWallet) -> WalletSy
             oldest_seen = page_oldest if oldest_seen is None else min(oldest_seen, page_oldest)
         # Trades at the cursor's own time are read again: several trades can share one second.
         # NOTE: a trade that appears later with a createdAt older than the cursor (a late-confirmed fill, if
-        # Opinion ever lists those) is not stored; the public API gives no other way to find such rows.
+        # Opinion ever lists those) is not stored, because the public API gives no other way to find such rows.
         fresh = [t for t in trades if backfill or t.created_at >= (cursor.newest_created_ms or 0)]
         ids = await store_trade_page(ctx.db, wallet.address, fresh, whale_trade_usd=whale_usd, backfill=backfill)
         result.new_trades += len(ids)

@@ -73,7 +73,9 @@ async def read_store_facts(db: Database, job_names: Iterable[str], now_ms: int, 
         sending = await _one(conn, _OUTBOX_SENDING, ())
         stuck = await _one(conn, _STUCK_WORKFLOWS, (stuck_before_ms,))
         oldest = await _one(conn, _OLDEST_STUCK, (stuck_before_ms,)) if stuck is not None and stuck[0] else None
-    due_count = (int(due[0]) if due else 0) + (int(sending[0]) if sending else 0)
+    due_count = int(due[0]) if due else 0
+    if sending:
+        due_count += int(sending[0])
     return StoreFacts(
         last_success_ms=last_success,
         outbox_due=due_count,

@@ -113,7 +113,7 @@ class Redactor:
         return value
 
     def json_response(self, body: Any, *, status: int = 200) -> web.Response:
-        """Build a JSON response that is never cached and holds no configured secret."""
+        """Build a JSON response that is never cached and contains no configured secret."""
         text = json.dumps(self.masked(body), ensure_ascii=False, separators=(",", ":"))
         return web.Response(
             text=text,
